@@ -1,0 +1,1 @@
+"""One module per CLI subcommand; :mod:`interp_core.cli` discovers them."""

@@ -1,0 +1,69 @@
+"""What does the model predict next, and what is it made of?"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from interp_core import WorkbenchError
+from interp_core.predict import predict_next
+from ui import state
+from ui.charts import download_buttons
+from ui.navigation import page_files, page_question, page_title
+
+st.title("Interpretability Workbench")
+st.write("Type a prompt in the sidebar, then open a technique page to see what the model computes inside.")
+
+model = state.require_model()
+info = model.info
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_prediction(spec: str, prompt: str, top_k: int) -> dict:
+    return predict_next(state._load(spec), prompt, top_k).to_json()
+
+
+card, prediction = st.columns([1, 2])
+with card:
+    st.subheader("Model card")
+    st.table(
+        pd.DataFrame(
+            {
+                "": ["name", "source", "architecture", "layers", "heads", "KV heads", "d_model", "d_head", "d_mlp",
+                     "vocabulary", "context", "norm", "positions", "parameters", "device", "dtype", "load time"],
+                "value": [info.name, info.source, info.architecture, info.n_layers, info.n_heads, info.n_kv_heads,
+                          info.d_model, info.d_head, info.d_mlp, info.d_vocab, info.n_ctx, info.norm, info.positional,
+                          f"{info.n_params / 1e6:.1f} M", info.device, info.dtype, f"{info.load_seconds:.1f} s"],
+            }
+        ).astype(str).set_index("")
+    )
+
+with prediction:
+    st.subheader("Next token")
+    top_k = st.slider("How many candidates", 3, 30, 10, key="top_k", bind="query-params")
+    try:
+        result = cached_prediction(state.model_spec(), state.prompt(), top_k)
+    except WorkbenchError as error:
+        state.show_error(error)
+        st.stop()
+    st.markdown("**Tokens:** " + " ".join(f"`{t!r}`" for t in result["tokens"]) + f"  ({len(result['tokens'])} tokens)")
+    df = pd.DataFrame(result["top"])
+    df["rank"] = range(1, len(df) + 1)
+    df["label"] = df["token"].map(repr)
+    chart = (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            x=alt.X("prob:Q", title="probability", axis=alt.Axis(format="%")),
+            y=alt.Y("label:N", sort=None, title="next token"),
+            tooltip=["rank", "label", alt.Tooltip("prob:Q", format=".2%"), "id"],
+        )
+    )
+    st.altair_chart(chart, width="stretch")
+    st.caption("Bars are the model's probabilities for the next token after the whole prompt (softmax of the last position's logits).")
+    download_buttons(df[["rank", "token", "id", "prob"]], "next_tokens")
+
+st.subheader("Techniques")
+for path in page_files()[1:]:
+    st.page_link(str(path), label=f"**{page_title(path)}**: {page_question(path)}")

@@ -1,0 +1,56 @@
+"""The shared model and prompt, as every page sees them.
+
+The model is loaded once per server with ``st.cache_resource`` and shared by every session,
+so pages must never mutate it; the engine takes the model's lock around every forward.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from interp_core import DEFAULT_MODEL, LoadedModel, WorkbenchError, load_model
+from interp_core.loading import default_model_ready, prepare_default_model
+
+DEFAULT_PROMPT = "The capital of France is"
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _load(spec: str) -> LoadedModel:
+    return load_model(spec)
+
+
+def model_spec() -> str:
+    return st.session_state.get("model") or DEFAULT_MODEL
+
+
+def prompt() -> str:
+    return st.session_state.get("prompt", DEFAULT_PROMPT)
+
+
+def load_current_model() -> LoadedModel | None:
+    """Load (or fetch from cache) the sidebar's model; show an error and return None on failure."""
+    spec = model_spec()
+    try:
+        if spec == DEFAULT_MODEL and not default_model_ready():
+            bar = st.progress(0.0, text="First start: preparing the bundled SmolLM2-135M")
+            prepare_default_model(lambda fraction, message: bar.progress(min(fraction, 1.0), text=message))
+            bar.empty()
+        with st.spinner(f"Loading {spec}…"):
+            return _load(spec)
+    except WorkbenchError as error:
+        st.error(f"Could not load model '{spec}': {error}")
+        return None
+
+
+def require_model() -> LoadedModel:
+    """The current model, or stop the page (the error is already shown)."""
+    model = load_current_model()
+    if model is None:
+        st.info("Pick another model in the sidebar; the bundled smollm2-135m always works offline.")
+        st.stop()
+    return model
+
+
+def show_error(error: Exception) -> None:
+    """Show a user-fixable error as a red box; the rest of the page keeps working."""
+    st.error(str(error))

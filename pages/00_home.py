@@ -21,7 +21,7 @@ info = model.info
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def cached_prediction(spec: str, prompt: str, top_k: int) -> dict:
-    return predict_next(state._load(spec), prompt, top_k).to_json()
+    return predict_next(state.get_model(spec), prompt, top_k).to_json()
 
 
 card, prediction = st.columns([1, 2])

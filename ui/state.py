@@ -15,7 +15,8 @@ DEFAULT_PROMPT = "The capital of France is"
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _load(spec: str) -> LoadedModel:
+def get_model(spec: str) -> LoadedModel:
+    """The model for ``spec``, loaded once per server and shared by every session (read-only)."""
     return load_model(spec)
 
 
@@ -36,7 +37,7 @@ def load_current_model() -> LoadedModel | None:
             prepare_default_model(lambda fraction, message: bar.progress(min(fraction, 1.0), text=message))
             bar.empty()
         with st.spinner(f"Loading {spec}…"):
-            return _load(spec)
+            return get_model(spec)
     except WorkbenchError as error:
         st.error(f"Could not load model '{spec}': {error}")
         return None

@@ -1,0 +1,60 @@
+"""Building blocks every technique page uses, so pages look and behave alike.
+
+- :func:`header`: title and the question the page answers.
+- :func:`explain`: how to read a chart; an expander, collapsed in presenter mode.
+- :func:`show_chart`: an Altair chart with CSV/JSON downloads of its data next to it; the
+  chart is also recorded for the page's one-file report.
+- :func:`caution`: the line on what a picture does and does not show.
+- :func:`preset_picker`: presets that fill the page's inputs.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from ui.charts import download_buttons
+
+
+def presenter_mode() -> bool:
+    """Presenter mode (bigger fonts, explanations collapsed): ``?presenter=1`` in the URL."""
+    return st.query_params.get("presenter", "0") in ("1", "true", "yes")
+
+
+def header(title: str, question: str) -> None:
+    st.title(title)
+    st.markdown(f"*{question}*")
+    st.session_state["_report_items"] = []
+    st.session_state["_report_title"] = title
+
+
+def explain(markdown: str, *, label: str = "How to read this") -> None:
+    """A short explanation next to a chart (collapsed in presenter mode)."""
+    with st.expander(label, expanded=not presenter_mode()):
+        st.markdown(markdown)
+
+
+def caution(markdown: str) -> None:
+    st.warning(markdown, icon="⚠️")
+
+
+def show_chart(chart: alt.Chart, data: pd.DataFrame, name: str, *, caption: str = "", key: str | None = None) -> None:
+    """Render ``chart``, then CSV/JSON downloads of ``data``; record both for the page report.
+
+    Args:
+        name: a file-name stem for the downloads, e.g. ``"logit_lens_grid"``; unique on the page.
+    """
+    st.altair_chart(chart, width="stretch")
+    if caption:
+        st.caption(caption)
+    download_buttons(data, name, key=key or name)
+    items = st.session_state.setdefault("_report_items", [])
+    items.append({"name": name, "caption": caption, "chart": chart, "data": data})
+
+
+def preset_picker(presets: dict[str, dict], *, key: str) -> dict:
+    """A selectbox of named presets bound to the URL; returns the chosen preset's values."""
+    names = list(presets)
+    choice = st.selectbox("Preset", names, key=key, bind="query-params")
+    return presets[choice]

@@ -1,7 +1,8 @@
 """The workbench's entry point: navigation over pages/ and the sidebar every page shares.
 
 Run with ``streamlit run app.py``. Widgets defined here (model, prompt) keep their state
-across pages and live in the URL query string, so a link reproduces the view.
+across pages and live in the URL query string, so a link reproduces the view. ``?presenter=1``
+switches presenter mode on (larger fonts, explanations collapsed).
 """
 
 from __future__ import annotations
@@ -10,7 +11,15 @@ import streamlit as st
 
 from interp_core import DEFAULT_MODEL, list_toy_models
 from ui import state
+from ui.config import allowed_models
 from ui.navigation import page_files, page_slug, page_title
+from ui.page import presenter_mode
+from ui.report import build_html_report
+
+PRESENTER_CSS = """<style>
+html, body, [class*="st-"], .stMarkdown p, .stMarkdown li { font-size: 1.25rem !important; }
+h1 { font-size: 3rem !important; } h2, h3 { font-size: 2rem !important; }
+</style>"""
 
 
 def build_pages() -> list[st.Page]:
@@ -18,22 +27,30 @@ def build_pages() -> list[st.Page]:
     return [st.Page(str(f), title=page_title(f), url_path=page_slug(f), default=(i == 0)) for i, f in enumerate(files)]
 
 
+def model_picker() -> None:
+    fixed = allowed_models()
+    if fixed:  # hosted workshop: a fixed list, nothing typed in
+        st.selectbox("Model", fixed, key="model", bind="query-params", label_visibility="collapsed")
+        return
+    options = [DEFAULT_MODEL, *list_toy_models()]
+    chosen = st.session_state.get("model") or st.query_params.get("model")
+    if chosen and chosen not in options:
+        options.append(chosen)  # a hub id or directory typed earlier, or arriving in a link
+    st.selectbox(
+        "Model",
+        options,
+        key="model",
+        bind="query-params",
+        accept_new_options=True,
+        help="The bundled smollm2-135m works offline. Type a hub id (gpt2) or a local model directory to load another.",
+        label_visibility="collapsed",
+    )
+
+
 def sidebar() -> None:
     with st.sidebar:
         st.markdown("### Model")
-        options = [DEFAULT_MODEL, *list_toy_models()]
-        chosen = st.session_state.get("model") or st.query_params.get("model")
-        if chosen and chosen not in options:
-            options.append(chosen)  # a hub id or directory typed earlier, or arriving in a link
-        st.selectbox(
-            "Model",
-            options,
-            key="model",
-            bind="query-params",
-            accept_new_options=True,
-            help="The bundled smollm2-135m works offline. Type a hub id (gpt2) or a local model directory to load another.",
-            label_visibility="collapsed",
-        )
+        model_picker()
         st.text_area("Prompt", value=state.DEFAULT_PROMPT, key="prompt", bind="query-params", height=90)
         model = state.load_current_model()
         if model is not None:
@@ -41,7 +58,29 @@ def sidebar() -> None:
             st.caption(f"{info.family} · {info.n_layers} layers · {info.n_heads} heads · {info.device} · loaded in {info.load_seconds:.1f} s")
 
 
+def report_download() -> None:
+    """After the page ran: a one-file HTML report of every chart it drew."""
+    items = st.session_state.get("_report_items") or []
+    if not items:
+        return
+    title = st.session_state.get("_report_title", "Workbench report")
+    context = {"model": state.model_spec(), "prompt": state.prompt(), "page": title}
+    with st.sidebar:
+        st.download_button(
+            "Download page report (HTML)",
+            data=lambda: build_html_report(title, context, items),
+            file_name=f"{title.lower().replace(' ', '_')}_report.html",
+            mime="text/html",
+            key="report_download",
+            help="Every chart on this page with its data, in one HTML file that opens offline.",
+        )
+
+
 st.set_page_config(page_title="Interpretability Workbench", page_icon="🔬", layout="wide")
+if presenter_mode():
+    st.markdown(PRESENTER_CSS, unsafe_allow_html=True)
 navigation = st.navigation(build_pages())
+st.session_state["_report_items"] = []
 sidebar()
 navigation.run()
+report_download()

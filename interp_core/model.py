@@ -7,6 +7,7 @@ forward without hooks run while another thread's hooks are attached would see th
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -85,7 +86,7 @@ class LoadedModel:
         if not prompt or not prompt.strip():
             raise BadPromptError("The prompt is empty: type some text in the prompt box.")
         ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"]
-        limit = min(max_tokens or self.info.n_ctx, self.info.n_ctx)
+        limit = min(max_tokens or self.info.n_ctx, self.info.n_ctx, max_prompt_tokens())
         if ids.shape[1] > limit:
             raise BadPromptError(f"The prompt is {ids.shape[1]} tokens long; the limit here is {limit}. Shorten it.")
         if ids.shape[1] == 0:
@@ -263,6 +264,12 @@ class LoadedModel:
         """Canonical weights (read-only views of the parameters; never edit them)."""
         with torch.no_grad():
             return self.adapter.model_weights()
+
+
+def max_prompt_tokens() -> int:
+    """A server-wide prompt limit for hosted workshops: ``$WORKBENCH_MAX_PROMPT_TOKENS`` (default: none)."""
+    raw = os.environ.get("WORKBENCH_MAX_PROMPT_TOKENS", "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else 1 << 30
 
 
 def _layer_of(name: str) -> int:

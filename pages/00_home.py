@@ -9,10 +9,10 @@ import streamlit as st
 from interp_core import WorkbenchError
 from interp_core.predict import predict_next
 from ui import state
-from ui.charts import download_buttons
 from ui.navigation import page_files, page_question, page_title
+from ui.page import header, show_chart
 
-st.title("Interpretability Workbench")
+header("Interpretability Workbench", "What does the model predict next, and what is it made of?")
 st.write("Type a prompt in the sidebar, then open a technique page to see what the model computes inside.")
 
 model = state.require_model()
@@ -60,9 +60,12 @@ with prediction:
             tooltip=["rank", "label", alt.Tooltip("prob:Q", format=".2%"), "id"],
         )
     )
-    st.altair_chart(chart, width="stretch")
-    st.caption("Bars are the model's probabilities for the next token after the whole prompt (softmax of the last position's logits).")
-    download_buttons(df[["rank", "token", "id", "prob"]], "next_tokens")
+    show_chart(
+        chart,
+        df[["rank", "token", "id", "prob"]],
+        "next_tokens",
+        caption="Bars are the model's probabilities for the next token after the whole prompt (softmax of the last position's logits).",
+    )
 
 st.subheader("Techniques")
 for path in page_files()[1:]:

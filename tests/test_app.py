@@ -76,3 +76,33 @@ def test_default_model_home_shows_paris():
     top = chart_frames(at)[0]
     assert top["token"].iloc[0] == " Paris"
     assert top["prob"].iloc[0] == pytest.approx(0.77, abs=0.03)
+
+
+class TestWorkshopSettings:
+    def test_allowed_models_refuse_others(self, tiny_model_dirs, monkeypatch):
+        """With a fixed model list, a link naming another model shows an error, not that model."""
+        monkeypatch.setenv("WORKBENCH_ALLOWED_MODELS", str(tiny_model_dirs["llama"]))
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        at.query_params["model"] = str(tiny_model_dirs["gpt2"])
+        at.run()
+        assert not at.exception
+        assert at.selectbox(key="model").options == [str(tiny_model_dirs["llama"])]
+        assert at.session_state["model"] == str(tiny_model_dirs["llama"])
+
+    def test_prompt_limit(self, app, monkeypatch):
+        monkeypatch.setenv("WORKBENCH_MAX_PROMPT_TOKENS", "3")
+        app.query_params["prompt"] = "Alice and Bob talked about the weather"  # not cached by another test
+        app.run()
+        assert any("limit here is 3" in e for e in _errors(app))
+
+
+def test_html_report_has_figures_and_data():
+    """The page report embeds each chart as SVG with its data table."""
+    import altair as alt
+
+    from ui.report import build_html_report
+
+    df = pd.DataFrame({"token": [" Paris", " the"], "prob": [0.77, 0.06]})
+    chart = alt.Chart(df).mark_bar().encode(x="prob:Q", y="token:N")
+    text = build_html_report("Home", {"model": "m", "prompt": "p"}, [{"name": "next_tokens", "caption": "c", "chart": chart, "data": df}])
+    assert "<svg" in text and "Paris" in text and "0.77" in text

@@ -10,6 +10,7 @@ import streamlit as st
 
 from interp_core import DEFAULT_MODEL, LoadedModel, WorkbenchError, load_model
 from interp_core.loading import default_model_ready, prepare_default_model
+from ui.config import allowed_models
 
 DEFAULT_PROMPT = "The capital of France is"
 
@@ -31,6 +32,10 @@ def prompt() -> str:
 def load_current_model() -> LoadedModel | None:
     """Load (or fetch from cache) the sidebar's model; show an error and return None on failure."""
     spec = model_spec()
+    fixed = allowed_models()
+    if fixed and spec not in fixed:
+        st.error(f"This workshop server only offers these models: {', '.join(fixed)}; '{spec}' is not one of them.")
+        return None
     try:
         if spec == DEFAULT_MODEL and not default_model_ready():
             bar = st.progress(0.0, text="First start: preparing the bundled SmolLM2-135M")

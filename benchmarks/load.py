@@ -1,0 +1,195 @@
+"""Many users, one server: drive concurrent browser sessions against one app and one model.
+
+Phase 1 starts a fresh server and opens N sessions at once (headless Chromium, one browser
+context each), every session a different page and input; each waits for its page to finish,
+records the latency, and downloads the page's first chart data (the "Download JSON" button).
+Phase 2 restarts the server (so no cached result is reused) and runs every scenario alone,
+one after another. Every concurrent session's data must equal its solo run: a hook or a
+cache leaking between sessions would show up as a mismatch. Prints p50/p95 latency per page
+and the failures, and exits non-zero if there is any.
+
+    .venv/bin/python benchmarks/load.py --sessions 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+PROMPTS = [
+    "The capital of France is",
+    "When Mary and John went to the store, John gave a drink to",
+    "The Eiffel Tower is located in the city of",
+    "The cat sat on the mat. The cat sat on the",
+    "One two three four five six",
+    "The capital of Italy is",
+    "Alice and Bob talked about the weather and",
+]
+# (page slug, extra query parameters); the prompt is varied per session on top of these.
+PAGES: list[tuple[str, dict[str, str]]] = [
+    ("", {}),
+    ("logit_lens", {}),
+    ("attention", {}),
+    ("direct_logit_attribution", {}),
+    ("induction_heads", {}),
+    ("circuits", {}),
+]
+
+
+@dataclass
+class Outcome:
+    page: str
+    url: str
+    seconds: float
+    data: object | None
+    error: str | None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+         "--server.port", str(port)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    for _ in range(300):
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                return proc
+        except OSError:
+            time.sleep(1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=30)
+
+
+def scenarios(n: int) -> list[tuple[str, str]]:
+    """n (page, url path+query) pairs cycling through pages and prompts."""
+    out = []
+    for i in range(n):
+        slug, extra = PAGES[i % len(PAGES)]
+        query = {"prompt": PROMPTS[(i // len(PAGES) + i) % len(PROMPTS)], **extra}
+        out.append((slug or "home", f"/{slug}?{urllib.parse.urlencode(query)}"))
+    return out
+
+
+async def run_session(browser, base: str, page_name: str, path: str, timeout_ms: int) -> Outcome:
+    context = await browser.new_context(accept_downloads=True)
+    page = await context.new_page()
+    started = time.perf_counter()
+    try:
+        await page.goto(base + path, timeout=timeout_ms)
+        await page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
+        seconds = time.perf_counter() - started
+        problems = await page.query_selector_all("[data-testid='stException'], [data-testid='stAlertContentError']")
+        if problems:
+            return Outcome(page_name, path, seconds, None, (await problems[0].inner_text())[:200])
+        button = page.get_by_role("button", name="Download JSON").first
+        async with page.expect_download(timeout=60_000) as info:
+            await button.click()
+        download = await info.value
+        data = json.loads(Path(await download.path()).read_text())
+        return Outcome(page_name, path, seconds, data, None)
+    except Exception as error:  # any failure of a session is counted, not raised
+        return Outcome(page_name, path, time.perf_counter() - started, None, f"{type(error).__name__}: {str(error)[:200]}")
+    finally:
+        await context.close()
+
+
+async def run_all(base: str, plan: list[tuple[str, str]], concurrent: bool, timeout_ms: int) -> list[Outcome]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            if concurrent:
+                return list(await asyncio.gather(*(run_session(browser, base, n, u, timeout_ms) for n, u in plan)))
+            return [await run_session(browser, base, n, u, timeout_ms) for n, u in plan]
+        finally:
+            await browser.close()
+
+
+def same(a: object, b: object, tol: float = 1e-6) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y, tol) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+    return a == b
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--timeout", type=int, default=900, help="seconds a session may take")
+    args = parser.parse_args()
+    plan = scenarios(args.sessions)
+    timeout_ms = args.timeout * 1000
+
+    port = free_port()
+    server = start_server(port)
+    try:
+        t0 = time.perf_counter()
+        together = asyncio.run(run_all(f"http://127.0.0.1:{port}", plan, True, timeout_ms))
+        wall = time.perf_counter() - t0
+    finally:
+        stop_server(server)
+    server = start_server(port)  # fresh server: the solo runs recompute everything
+    try:
+        alone = asyncio.run(run_all(f"http://127.0.0.1:{port}", plan, False, timeout_ms))
+    finally:
+        stop_server(server)
+
+    failures = []
+    for conc, solo in zip(together, alone):
+        if conc.error or solo.error:
+            failures.append(f"{conc.url}: concurrent error={conc.error!r} solo error={solo.error!r}")
+        elif not same(conc.data, solo.data):
+            failures.append(f"{conc.url}: concurrent data differs from the solo run")
+    print(f"{len(plan)} concurrent sessions on one server, {wall:.1f} s wall")
+    print(f"{'page':28s} {'n':>3s} {'p50 s':>8s} {'p95 s':>8s} {'solo p50 s':>11s}")
+    for name in dict.fromkeys(o.page for o in together):
+        conc = [o.seconds for o in together if o.page == name]
+        solo = [o.seconds for o in alone if o.page == name]
+        print(f"{name:28s} {len(conc):3d} {percentile(conc, 0.5):8.1f} {percentile(conc, 0.95):8.1f} {statistics.median(solo):11.1f}")
+    print(f"failures: {len(failures)}")
+    for line in failures:
+        print("  " + line)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,6 +14,7 @@ Every model loads with eager attention (so attention patterns exist), frozen par
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -214,8 +215,15 @@ def default_model_ready() -> bool:
 
 def prepare_default_model(on_progress: Progress | None = None) -> Path:
     """Convert the bundled GGUF to safetensors if not done yet (about 30 s, once); returns the directory."""
-    with _CONVERT_LOCK:  # two sessions starting at once convert once
-        return _default_model_dir(on_progress or (lambda fraction, message: None))
+    lock_path = workbench_home() / "models" / f".{DEFAULT_MODEL}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    # Threads of one server and separate processes (test workers, CLI runs) convert once.
+    with _CONVERT_LOCK, open(lock_path, "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            return _default_model_dir(on_progress or (lambda fraction, message: None))
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def _default_model_dir(progress: Progress) -> Path:

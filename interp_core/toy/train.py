@@ -1,0 +1,263 @@
+"""Train a toy task's tiny GPT-2 with a seed, then save it as an ordinary HF model directory.
+
+The loop is plain PyTorch on the Hugging Face module (``model.train()``, AdamW, cross-entropy
+on the task's ``loss_mask``), not through :class:`~interp_core.model.LoadedModel`: training
+needs gradients on the weights, which the shared, frozen LoadedModel never gives. With the
+same seed on the CPU two runs give identical losses (tested): the seed fixes the data, the
+initial weights and the batch order, and the loop uses no dropout.
+
+The saved directory holds ``config.json`` + ``model.safetensors``, a word-level tokenizer
+(one token per space-separated symbol, ``BOS`` included) and ``toy_task.json`` with the task,
+the hyperparameters and the loss curve, so the app can show how a shipped model was made.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from interp_core.errors import WorkbenchError
+from interp_core.loading import pick_device
+from interp_core.toy.tasks import BOS, UNK, TaskSpec, ToyDataset, get_task, make_dataset
+
+Progress = Callable[[float, str], None]
+TASK_FILE = "toy_task.json"
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    """One epoch's numbers: mean training loss over its steps, holdout loss and accuracy."""
+
+    epoch: int
+    train_loss: float
+    holdout_loss: float
+    holdout_accuracy: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        step_loss: ``(steps,)`` the loss of every optimiser step.
+        history: one :class:`EpochLog` per epoch run.
+        final_loss: loss of the final weights on the whole training set (``loss_mask``), nats.
+        holdout_accuracy: fraction of holdout predictions (``eval_mask``) whose argmax is right.
+    """
+
+    task: str
+    hyperparameters: dict
+    step_loss: np.ndarray
+    history: tuple[EpochLog, ...]
+    final_loss: float
+    holdout_loss: float
+    holdout_accuracy: float
+    seconds: float
+    device: str
+    out_dir: str | None
+
+    def to_json(self) -> dict:
+        return {
+            "task": self.task,
+            "hyperparameters": self.hyperparameters,
+            "final_loss": self.final_loss,
+            "holdout_loss": self.holdout_loss,
+            "holdout_accuracy": self.holdout_accuracy,
+            "epochs_run": len(self.history),
+            "steps": int(len(self.step_loss)),
+            "seconds": self.seconds,
+            "device": self.device,
+            "out_dir": self.out_dir,
+            "history": [asdict(h) for h in self.history],
+        }
+
+
+def build_tokenizer(spec: TaskSpec) -> object:
+    """A word-level tokenizer: ``"BOS 0 1 2"`` -> one id per space-separated symbol; unknown -> UNK."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(spec.vocab)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=BOS, eos_token=BOS, unk_token=UNK, pad_token=UNK)
+
+
+def build_model(spec: TaskSpec, seed: int) -> torch.nn.Module:
+    """A freshly initialised GPT-2 of the task's shape (no dropout, untied unembedding)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=len(spec.vocab), n_positions=spec.n_ctx, bos_token_id=spec.bos_id, eos_token_id=spec.bos_id,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=False, **spec.model,
+    )
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(config)
+
+
+def masked_loss(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``logits (n, pos, d_vocab)`` predicting ``tokens[:, 1:]`` where ``mask (n, pos-1)``."""
+    per_token = F.cross_entropy(logits[:, :-1].transpose(1, 2), tokens[:, 1:], reduction="none")  # (n, pos-1)
+    return (per_token * mask).sum() / mask.sum().clamp(min=1)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, tokens: torch.Tensor, loss_mask: torch.Tensor, eval_mask: torch.Tensor,
+             chunk: int = 4096) -> tuple[float, float]:
+    """``(loss on loss_mask, accuracy on eval_mask)`` of ``model`` on ``tokens (n, pos)``."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loss_sum, loss_n, right, total = 0.0, 0.0, 0, 0
+    for start in range(0, len(tokens), chunk):
+        batch = tokens[start:start + chunk].to(device)
+        lm, em = loss_mask[start:start + chunk].to(device), eval_mask[start:start + chunk].to(device)
+        logits = model(input_ids=batch, use_cache=False).logits
+        per_token = F.cross_entropy(logits[:, :-1].transpose(1, 2), batch[:, 1:], reduction="none")
+        loss_sum += float((per_token * lm).sum())
+        loss_n += float(lm.sum())
+        hit = logits[:, :-1].argmax(-1) == batch[:, 1:]
+        right += int((hit & em).sum())
+        total += int(em.sum())
+    model.train(was_training)
+    return loss_sum / max(loss_n, 1.0), right / max(total, 1)
+
+
+def _hyperparameters(spec: TaskSpec, epochs: int | None, lr: float | None, batch_size: int | None,
+                     weight_decay: float | None, seed: int) -> dict:
+    hyper = {
+        "epochs": spec.epochs if epochs is None else int(epochs),
+        "lr": spec.lr if lr is None else float(lr),
+        "batch_size": spec.batch_size if batch_size is None else int(batch_size),
+        "weight_decay": spec.weight_decay if weight_decay is None else float(weight_decay),
+        "seed": int(seed),
+    }
+    if hyper["epochs"] < 1 or hyper["batch_size"] < 1:
+        raise WorkbenchError(f"epochs and batch size must be at least 1, got {hyper['epochs']} and {hyper['batch_size']}.")
+    if not 0 < hyper["lr"] < 1:
+        raise WorkbenchError(f"The learning rate must be between 0 and 1 (e.g. 0.001), got {hyper['lr']}.")
+    if hyper["weight_decay"] < 0:
+        raise WorkbenchError(f"Weight decay must be 0 or more, got {hyper['weight_decay']}.")
+    return hyper
+
+
+def train_toy(
+    task: str,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    weight_decay: float | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    out_dir: str | Path | None = None,
+    max_steps: int | None = None,
+    on_progress: Progress | None = None,
+    on_epoch: Callable[[EpochLog], None] | None = None,
+) -> TrainResult:
+    """Train ``task``'s model from scratch; hyperparameters left ``None`` take the task's defaults.
+
+    The learning rate follows a cosine from ``lr`` down to ``lr / 10`` over the run.
+
+    Args:
+        max_steps: stop after this many optimiser steps (short runs in tests).
+        out_dir: save the trained model there (an HF directory plus ``toy_task.json``).
+        on_progress: ``(fraction, message)`` about every 2 % of the run.
+        on_epoch: called with each epoch's :class:`EpochLog` (a live loss curve).
+    """
+    spec = get_task(task)
+    hyper = _hyperparameters(spec, epochs, lr, batch_size, weight_decay, seed)
+    progress = on_progress or (lambda fraction, message: None)
+    torch_device = pick_device(device)
+    data = make_dataset(spec, seed)
+    model = build_model(spec, seed).to(torch_device)
+    started = time.perf_counter()
+    threads = torch.get_num_threads()
+    if torch_device.type == "cpu":
+        torch.set_num_threads(1)  # these models are too small to gain from threads; 2 threads were 20x slower under load
+    try:
+        step_loss, history = _loop(model, data, hyper, max_steps, progress, on_epoch)
+        final_loss, _ = evaluate(model, data.train, data.train_loss_mask, data.train_loss_mask)
+        holdout_loss, holdout_accuracy = evaluate(model, data.holdout, data.holdout_loss_mask, data.holdout_eval_mask)
+    finally:
+        torch.set_num_threads(threads)
+    seconds = time.perf_counter() - started
+    result = TrainResult(
+        spec.name, hyper, np.array(step_loss), tuple(history), final_loss, holdout_loss, holdout_accuracy,
+        round(seconds, 2), str(torch_device), None if out_dir is None else str(out_dir),
+    )
+    if out_dir is not None:
+        save_toy(model, spec, result, Path(out_dir))
+    progress(1.0, f"done: holdout accuracy {holdout_accuracy:.2%}")
+    return result
+
+
+def _loop(model: torch.nn.Module, data: ToyDataset, hyper: dict, max_steps: int | None,
+          progress: Progress, on_epoch: Callable[[EpochLog], None] | None) -> tuple[list[float], list[EpochLog]]:
+    """The optimisation itself; returns per-step losses and per-epoch logs."""
+    device = next(model.parameters()).device
+    shuffler = torch.Generator().manual_seed(hyper["seed"])
+    optimiser = torch.optim.AdamW(model.parameters(), lr=hyper["lr"], weight_decay=hyper["weight_decay"])
+    n, size = len(data.train), hyper["batch_size"]
+    per_epoch = math.ceil(n / size)
+    total = per_epoch * hyper["epochs"] if max_steps is None else min(max_steps, per_epoch * hyper["epochs"])
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: 0.1 + 0.45 * (1 + math.cos(math.pi * min(s / total, 1.0))))
+    step_loss: list[float] = []
+    history: list[EpochLog] = []
+    model.train()
+    for epoch in range(hyper["epochs"]):
+        order = torch.randperm(n, generator=shuffler)
+        epoch_losses = []
+        for start in range(0, n, size):
+            index = order[start:start + size]
+            tokens, mask = data.train[index].to(device), data.train_loss_mask[index].to(device)
+            loss = masked_loss(model(input_ids=tokens, use_cache=False).logits, tokens, mask)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            step_loss.append(loss.item())
+            epoch_losses.append(step_loss[-1])
+            if len(step_loss) % max(1, total // 50) == 0:
+                progress(len(step_loss) / total, f"epoch {epoch + 1}/{hyper['epochs']}, loss {step_loss[-1]:.4f}")
+            if len(step_loss) >= total:
+                break
+        hold_loss, hold_acc = evaluate(model, data.holdout, data.holdout_loss_mask, data.holdout_eval_mask)
+        history.append(EpochLog(epoch + 1, float(np.mean(epoch_losses)), hold_loss, hold_acc))
+        if on_epoch is not None:
+            on_epoch(history[-1])
+        if len(step_loss) >= total:
+            break
+    model.eval()
+    return step_loss, history
+
+
+def save_toy(model: torch.nn.Module, spec: TaskSpec, result: TrainResult, out_dir: Path) -> Path:
+    """Save ``model`` with its tokenizer and ``toy_task.json`` (task, hyperparameters, curves) in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    build_tokenizer(spec).save_pretrained(out_dir)
+    record = result.to_json()
+    record["prompt_format"] = "space-separated symbols, starting with BOS, e.g. 'BOS 0 1 2 3'"
+    (out_dir / TASK_FILE).write_text(json.dumps(record, indent=1))
+    return out_dir
+
+
+def read_task_record(model_dir: str | Path) -> dict | None:
+    """The ``toy_task.json`` of a saved toy model, or None when the directory has none."""
+    path = Path(model_dir) / TASK_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None

@@ -68,6 +68,7 @@ st.markdown(
     f"(the model's value: **{result.model_logit_diff:.3f}**)."
     + ("" if answer else f" The answer is the model's top prediction there, `{result.answer!r}`.")
 )
+st.caption("Positions: " + "  ".join(f"{i}:`{t!r}`" for i, t in enumerate(result.tokens)))
 if wrong == "" and answer == "":
     st.caption("Tip: add a wrong answer (e.g. a competing city or name) to attribute a logit difference, which ignores "
                "what pushes every token up alike.")
@@ -101,7 +102,7 @@ bars = alt.Chart(layer_df).mark_bar().encode(
     color=alt.Color("kind:N", scale=alt.Scale(domain=["embedding", "attn", "mlp"], range=["#9e9e9e", "#4c78a8", "#f58518"])),
     tooltip=tooltip,
 )
-line = alt.Chart(layer_df).mark_line(point=True, color="#222").encode(x=x, y="running_total:Q", tooltip=tooltip)
+line = alt.Chart(layer_df).mark_line(point=alt.OverlayMarkDef(color="#222", size=18), color="#222").encode(x=x, y="running_total:Q", tooltip=tooltip)
 page.show_chart(
     (bars + line).properties(height=340),
     layer_df.drop(columns="order"),
@@ -116,7 +117,7 @@ heads_df["name"] = [f"L{layer}H{head}" for layer, head in zip(heads_df["layer"],
 head_chart = heatmap(
     heads_df, "head", "layer", "contribution", scheme="redblue", domain=signed_domain(result.heads),
     tooltip=["name", alt.Tooltip("contribution:Q", format=".3f")], height=max(200, 16 * info.n_layers),
-)
+).properties(width=max(240, 45 * info.n_heads))  # wide enough to read; ordinal axes do not stretch
 chart_col, table_col = st.columns([3, 2])
 with chart_col:
     page.show_chart(
@@ -181,11 +182,11 @@ st.subheader("Does it add up?")
 component_sum = float(result.values.sum())
 cols = st.columns(5)
 cols[0].metric("Sum of components", f"{component_sum:.4f}")
-cols[1].metric("Norm + unembedding bias", f"{result.bias_term:.4f}")
+cols[1].metric("Bias term", f"{result.bias_term:.4f}")
 cols[2].metric("Sum + bias", f"{result.total:.4f}")
-cols[3].metric(f"Model's {'logit difference' if result.wrong else 'logit'}", f"{result.model_logit_diff:.4f}")
+cols[3].metric("Model's value", f"{result.model_logit_diff:.4f}")
 cols[4].metric("Gap", f"{result.gap:.1e}")
 st.caption(
-    "The bias term is the final norm's bias and the unembedding bias along the answer direction. The gap should be at "
+    "Model's value: the model's own " + result.metric + " from its logits. The bias term is the final norm's bias and the unembedding bias along the answer direction. The gap should be at "
     "float32 rounding level (about 1e-5 or less); anything larger would mean a component is missing."
 )

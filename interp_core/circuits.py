@@ -89,13 +89,20 @@ def layer_heads(model: LoadedModel, layer: int, *, fold_norms: bool = True) -> L
     """The reading and writing matrices of every head of ``layer``."""
     check_index("layer", layer, model.info.n_layers)
     block = model.weights.blocks[layer]
-    norm = model.info.norm
-    read = [block.W_Q.float(), block.W_K.float(), block.W_V.float()]
+    W_Q, W_K = (_read(W, block.ln1_w, model.info.norm, fold_norms) for W in (block.W_Q, block.W_K))
+    return LayerHeads(W_Q, W_K, *ov_weights(model, layer, fold_norms=fold_norms))
+
+
+def ov_weights(model: LoadedModel, layer: int, *, fold_norms: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``W_V (head, d_model, d_head)`` and ``W_O (head, d_head, d_model)`` of ``layer`` (the OV half of :func:`layer_heads`)."""
+    check_index("layer", layer, model.info.n_layers)
+    block = model.weights.blocks[layer]
     W_O = block.W_O.float()
-    if fold_norms:
-        read = [fold_read(W, block.ln1_w.float(), norm) for W in read]
-        W_O = center_write(W_O, norm)
-    return LayerHeads(*read, W_O)
+    return _read(block.W_V, block.ln1_w, model.info.norm, fold_norms), center_write(W_O, model.info.norm) if fold_norms else W_O
+
+
+def _read(W: torch.Tensor, norm_w: torch.Tensor, norm: str, fold: bool) -> torch.Tensor:
+    return fold_read(W.float(), norm_w.float(), norm) if fold else W.float()
 
 
 def embed_unembed(model: LoadedModel, *, fold_norms: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,9 +194,9 @@ def copying_scores(model: LoadedModel, *, fold_norms: bool = True, on_progress: 
         gram = unembed_embed(model, fold_norms=fold_norms)
         full, basic = [], []
         for layer in range(n_layers):
-            heads = layer_heads(model, layer, fold_norms=fold_norms)
-            full.append(copying_score(eigenvalues(heads.W_O @ gram @ heads.W_V)))
-            basic.append(copying_score(basic_ov_eigenvalues(heads.W_V, heads.W_O)))
+            W_V, W_O = ov_weights(model, layer, fold_norms=fold_norms)
+            full.append(copying_score(eigenvalues(W_O @ gram @ W_V)))
+            basic.append(copying_score(basic_ov_eigenvalues(W_V, W_O)))
             if on_progress:
                 on_progress((layer + 1) / n_layers, f"layer {layer + 1}/{n_layers}")
     return CopyingScores(np.stack(full), np.stack(basic), fold_norms, time.perf_counter() - started)
@@ -275,8 +282,7 @@ def ov_circuit(
         raise OutOfRangeError(f"token ids must be between 0 and {model.info.d_vocab - 1}.")
     started = time.perf_counter()
     with torch.no_grad():
-        heads = layer_heads(model, layer, fold_norms=fold_norms)
-        W_V, W_O = heads.W_V[head], heads.W_O[head]
+        W_V, W_O = (W[head] for W in ov_weights(model, layer, fold_norms=fold_norms))
         W_E, W_U = embed_unembed(model, fold_norms=fold_norms)
         full = eigenvalues(W_O @ unembed_embed(model, fold_norms=fold_norms) @ W_V)
         basic = basic_ov_eigenvalues(W_V, W_O)

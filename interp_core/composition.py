@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from interp_core.circuits import check_head, layer_heads
+from interp_core.circuits import check_head, layer_heads, ov_weights
 from interp_core.errors import OutOfRangeError
 from interp_core.model import LoadedModel
 
@@ -169,9 +169,9 @@ def composition_scores(
         # right = b1 @ b2: W_QK = W_Q W_K^T, W_QK^T = W_K W_Q^T, W_OV = W_V W_O
         rights = {kind: _prepare_right(*pair) for kind, pair in {"q": (W_Q, W_K.T), "k": (W_K, W_Q.T), "v": (W_V, W_O)}.items()}
         for earlier in range(layer):
-            heads = layer_heads(model, earlier, fold_norms=fold_norms)
+            W_V_early, W_O_early = ov_weights(model, earlier, fold_norms=fold_norms)
             # every head of the earlier layer at once: left = W_V W_O, (n_heads, d_model, d_head) @ (n_heads, d_head, d_model)
-            for kind, row in _scores_into((heads.W_V, heads.W_O), rights).items():
+            for kind, row in _scores_into((W_V_early, W_O_early), rights).items():
                 scores[kind][earlier] = row
             if on_progress:
                 on_progress((earlier + 1) / (layer + 1), f"layer {earlier + 1}/{layer}")

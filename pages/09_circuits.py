@@ -166,9 +166,14 @@ def eigen_chart(values: np.ndarray, title: str) -> tuple[alt.Chart, pd.DataFrame
     df = pd.DataFrame({"rank": range(len(values)), "real": values.real, "imag": values.imag, "magnitude": np.abs(values)})
     df["sign"] = np.where(df["real"] >= 0, "Re λ ≥ 0", "Re λ < 0")
     bound = float(df["magnitude"].max() or 1.0) * 1.05
-    scale = alt.Scale(domain=[-bound, bound])
+    # one outlier eigenvalue can be 1000x the rest (full OV of tied-embedding models): then a symlog scale
+    # keeps the others visible; its linear zone is the median magnitude
+    spread = bound / max(float(np.median(df["magnitude"])), 1e-12)
+    scale = (alt.Scale(type="symlog", constant=float(np.median(df["magnitude"])), domain=[-bound, bound]) if spread > 30
+             else alt.Scale(domain=[-bound, bound]))
+    axis_note = " (symlog scale)" if spread > 30 else ""
     points = alt.Chart(df, title=title).mark_circle(size=45, opacity=0.8).encode(
-        x=alt.X("real:Q", scale=scale, title="Re λ"), y=alt.Y("imag:Q", scale=scale, title="Im λ"),
+        x=alt.X("real:Q", scale=scale, title="Re λ" + axis_note), y=alt.Y("imag:Q", scale=scale, title="Im λ" + axis_note),
         color=alt.Color("sign:N", scale=alt.Scale(domain=["Re λ ≥ 0", "Re λ < 0"], range=["#2166ac", "#b2182b"])),
         tooltip=["rank", alt.Tooltip("real:Q", format=".3g"), alt.Tooltip("imag:Q", format=".3g"), alt.Tooltip("magnitude:Q", format=".3g")],
     )
@@ -194,7 +199,7 @@ columns = st.columns(2)
 for column, values, title, stem in ((columns[0], ov.basic_eigenvalues, "residual-space OV", "basic"),
                                     (columns[1], ov.full_eigenvalues, "full OV (token space)", "full")):
     with column:
-        chart, df = eigen_chart(values, f"{name}: eigenvalues of the {title} circuit")
+        chart, df = eigen_chart(values, f"{name} {title}")
         page.show_chart(chart, df, f"ov_eigenvalues_{stem}")
 st.caption(f"The {info.d_head} non-zero eigenvalues of each circuit on the complex plane; points right of the vertical line "
            f"mean copying. Eigenvalues and token rows: {took(ov.seconds)}.")
@@ -204,7 +209,7 @@ top_df = pd.DataFrame({
     "raises most (W_E[t] W_OV W_U)": [" · ".join(repr(t) for t in row) for row in ov.top_strings],
     "top value": ov.top_values[:, 0] if len(ov.top_values) else [],
 })
-st.dataframe(top_df, hide_index=True, width="stretch")
+st.table(top_df.set_index("input token"))
 st.caption(f"Each row: the tokens whose logits rise most when {name} attends to that token (direct path, norm scale ignored). "
            f"'rank of itself' 0 means the head raises the very token it reads: copying. Of {info.d_vocab} tokens.")
 download_buttons(top_df, "ov_top_tokens")
@@ -227,7 +232,7 @@ if qk is not None:
     qk_df = grid_frame(qk.scores, q_labels, k_labels, "query", "key", "score")
     bound = float(np.abs(qk.scores).max()) or 1.0
     chart = heatmap(qk_df, "key", "query", "score", scheme="redblue", domain=(-bound, bound), x_sort=k_labels, y_sort=q_labels,
-                    title=f"{name}: W_E[q] W_QK W_E[k]ᵀ / √d_head", height=max(200, 18 * len(q_labels)))
+                    title=f"{name}: W_E[q] W_QK W_E[k]ᵀ / √d_head").properties(height=alt.Step(max(12, min(30, 400 // len(q_labels)))))
     page.show_chart(chart, qk_df, "qk_tokens", caption=f"Rows: query token; columns: key token. Within a row, higher keys win the "
                     f"softmax. Biases and the norm's scale left out. {took(qk.seconds)}.")
 if info.positional == "learned":
@@ -276,11 +281,11 @@ else:
         with column:
             chart = heatmap(df, "head", "layer", "score", scheme="viridis", domain=(0, top), title=f"{kind.upper()}-composition",
                             tooltip=["from", alt.Tooltip("score:Q", format=".3f"), alt.Tooltip("× baseline:Q", format=".2f")],
-                            height=max(160, 14 * layer))
+                            ).properties(height=alt.Step(12))
             page.show_chart(chart, df, f"composition_{kind}")
     st.caption(f"Each cell: an earlier head's composition score into {name}; random baseline {comp.baseline['q']:.3f} "
                f"(mean of {comp.n_random} random pairs). {layer * info.n_heads} earlier heads × 3 kinds: {took(comp.seconds)}.")
     pairs = pd.DataFrame(comp.top_pairs(12))
-    st.markdown("**Strongest pairs** (score above the random baseline)")
-    st.dataframe(pairs.round(4), hide_index=True, width="stretch")
+    st.markdown("**Strongest pairs** (by score minus the random baseline)")
+    st.table(pairs.round(3).set_index("from"))
     download_buttons(pairs, "composition_top_pairs")

@@ -1,0 +1,280 @@
+"""Probing: datasets and validation, grouped folds, control task, planted-direction and
+shuffled-label correctness, CLI contract, and the page under AppTest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from interp_core import WorkbenchError
+from interp_core.cli import main
+from interp_core.probe_data import BUNDLED, DATA_DIR, is_number_word, join_words, load_dataset, parse_csv
+from interp_core.probing import (
+    ProbeFeatures,
+    control_labels,
+    encode_dataset,
+    extract_features,
+    fit_probes,
+    fold_splits,
+    selectivity_note,
+)
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _synthetic_csv(n_sentences: int, n_words: int, seed: int, vocabulary: list[str]) -> tuple[str, np.ndarray]:
+    """Token-level CSV of random words with random per-occurrence binary labels (not a function of the word)."""
+    rng = np.random.default_rng(seed)
+    rows, labels = ["text,labels"], []
+    for _ in range(n_sentences):
+        words = rng.choice(vocabulary, size=n_words)
+        tags = rng.integers(0, 2, size=n_words)
+        labels.append(tags)
+        rows.append(f"{' '.join(words)},{' '.join('ab'[t] for t in tags)}")
+    return "\n".join(rows), np.concatenate(labels)
+
+
+def _planting_hooks(model, dataset, direction: torch.Tensor, strength: float) -> list:
+    """A hook on blocks.0.hook_resid_post that adds +-strength*direction at each labelled word (batch size 1)."""
+    _, positions = encode_dataset(model, dataset)
+    sentence = {"i": 0}
+    per_sentence, start = [], 0
+    for pos in positions:
+        labels = dataset.item_labels[start:start + len(pos)]
+        per_sentence.append([(p, 1.0 if lab == "b" else -1.0) for p, lab in zip(pos, labels)])
+        start += len(pos)
+
+    def plant(resid: torch.Tensor, name: str) -> torch.Tensor:
+        resid = resid.clone()
+        for p, sign in per_sentence[sentence["i"]]:
+            resid[0, p] += sign * strength * direction
+        sentence["i"] += 1
+        return resid
+
+    return [("blocks.0.hook_resid_post", plant)]
+
+
+class TestDatasets:
+    def test_bundled_sets_load_with_enough_sentences(self):
+        """Every bundled set loads; pos has hundreds of sentences and a label per word."""
+        sizes = {name: load_dataset(name) for name in BUNDLED}
+        assert sizes["pos"].level == "token" and sizes["pos"].n_sentences >= 300
+        assert sizes["facts"].level == "sentence" and sizes["facts"].n_sentences >= 200
+        assert set(sizes["pos"].classes) >= {"NOUN", "VERB", "ADJ", "DET", "ADP", "PRON", "ADV"}
+        assert set(sizes["number"].classes) == {"number", "other"}
+        for ds in sizes.values():
+            assert (DATA_DIR / BUNDLED[ds.name]["file"]).is_file()
+
+    def test_pos_spans_cover_the_words(self):
+        """Each span of a pos sentence cuts out exactly its word from the joined text."""
+        ds = load_dataset("pos")
+        k = 0
+        for text, spans in zip(ds.texts, ds.spans):
+            for start, end in spans:
+                assert text[start:end] == ds.item_words[k]
+                k += 1
+        assert k == len(ds.item_labels)
+
+    def test_number_rule(self):
+        assert is_number_word("1987") and is_number_word("3.5") and is_number_word("Twelve")
+        assert not is_number_word("dog") and not is_number_word("3rd")
+        ds = load_dataset("number")
+        for word, label in zip(ds.item_words, ds.item_labels):
+            assert (label == "number") == is_number_word(word)
+
+    def test_join_attaches_punctuation(self):
+        text, spans = join_words(["The", "cat", "sat", ".", "Yes", "!"])
+        assert text == "The cat sat. Yes!"
+        assert [text[a:b] for a, b in spans] == ["The", "cat", "sat", ".", "Yes", "!"]
+
+
+class TestValidation:
+    def test_bad_columns(self):
+        with pytest.raises(WorkbenchError, match="expected columns"):
+            parse_csv("sentence,tag\n" + "a,b\n" * 20)
+
+    def test_label_count_mismatch_names_the_row(self):
+        rows = "\n".join(["text,labels"] + ["the cat,DET NOUN"] * 12 + ["the dog sat,DET NOUN"])
+        with pytest.raises(WorkbenchError, match="row 14 has 3 words but 2 labels"):
+            parse_csv(rows)
+
+    def test_too_few_rows_and_single_class(self):
+        with pytest.raises(WorkbenchError, match="at least 10"):
+            parse_csv("text,label\nhello,a\nworld,b\n")
+        with pytest.raises(WorkbenchError, match="at least two different labels"):
+            parse_csv("text,label\n" + "hello,a\n" * 12)
+
+    def test_empty_text_and_not_utf8(self):
+        with pytest.raises(WorkbenchError, match="row 3 has an empty text"):
+            parse_csv("text,label\nhello,a\n,b\n" + "x,a\ny,b\n" * 6)
+        with pytest.raises(WorkbenchError, match="UTF-8"):
+            parse_csv(b"text,label\n\xff\xfe,a\n")
+
+    def test_unknown_name(self):
+        with pytest.raises(WorkbenchError, match="No dataset named 'nope'"):
+            load_dataset("nope")
+
+
+class TestFoldsAndControl:
+    def test_train_and_test_never_share_a_sentence(self):
+        """Every fold's train and test sentences are disjoint, and the test sets cover all sentences once."""
+        groups = load_dataset("pos").item_sentence
+        seen = []
+        for train, test in fold_splits(groups, 5, seed=3):
+            assert not set(groups[train]) & set(groups[test])
+            seen += sorted(set(groups[test]))
+        assert sorted(seen) == sorted(set(groups))
+
+    def test_control_labels_fixed_per_type_with_same_distribution(self):
+        """Control labels are a function of the word type, drawn from the real label distribution."""
+        ds = load_dataset("pos")
+        y = np.array([ds.classes.index(lab) for lab in ds.item_labels])
+        control = control_labels(ds.item_types, y, seed=0)
+        by_type: dict[str, set] = {}
+        for t, c in zip(ds.item_types, control):
+            by_type.setdefault(t, set()).add(int(c))
+        assert all(len(v) == 1 for v in by_type.values())
+        assert not np.array_equal(control, y)
+        # types, not items, are drawn: the most common real class is still the most common type label
+        type_labels = np.array([next(iter(v)) for v in by_type.values()])
+        assert np.bincount(type_labels, minlength=len(ds.classes)).argmax() == np.bincount(y).argmax()
+
+    def test_bad_fold_count(self):
+        with pytest.raises(WorkbenchError, match="number of folds"):
+            fold_splits(np.arange(5), 8)
+
+
+@pytest.fixture(scope="module")
+def planted(tiny_gpt2):
+    """Random two-letter words with random labels, planted as a direction after block 0 of a tiny model."""
+    vocabulary = [a + b for a in LETTERS for b in LETTERS]
+    content, _ = _synthetic_csv(80, 8, seed=0, vocabulary=vocabulary)
+    ds = parse_csv(content, "planted.csv")
+    torch.manual_seed(0)
+    direction = torch.randn(tiny_gpt2.info.d_model)
+    direction /= direction.norm()
+    hooks = _planting_hooks(tiny_gpt2, ds, direction, strength=10.0)
+    return extract_features(tiny_gpt2, ds, batch_size=1, hooks=hooks)
+
+
+class TestCorrectness:
+    def test_planted_direction_is_found_after_block_0_only(self, planted):
+        """Accuracy ~1 where the label is planted (layers 1, 2), chance at the embeddings; control stays low."""
+        result = fit_probes(planted, n_folds=4)
+        assert list(result.layers) == [0, 1, 2]
+        assert result.accuracy[0] == pytest.approx(0.5, abs=0.1)
+        assert np.all(result.accuracy[1:] > 0.95)
+        assert np.all(result.control_accuracy < 0.8)
+        assert np.all(result.selectivity[1:] > 0.2)
+        assert selectivity_note(result) is None
+
+    def test_shuffled_labels_fall_to_chance(self, planted):
+        """The same states with labels permuted across items: accuracy ~0.5 at every layer."""
+        shuffled = np.random.default_rng(1).permutation(planted.labels)
+        result = fit_probes(planted, n_folds=4, labels=shuffled)
+        assert np.all(np.abs(result.accuracy - 0.5) < 0.1)
+
+    def test_word_identity_label_has_low_selectivity(self, tiny_gpt2):
+        """When the label is the word itself, the control task is learned as well: selectivity ~0 and a note."""
+        words = ["cat", "dog", "Mary", "John", "store", "Paris"]
+        rng = np.random.default_rng(0)
+        rows = ["text,labels"]
+        for _ in range(40):
+            chosen = rng.choice(words, size=6)
+            rows.append(f"{' '.join(chosen)},{' '.join(str(words.index(w) % 2) for w in chosen)}")
+        features = extract_features(tiny_gpt2, parse_csv("\n".join(rows)))
+        result = fit_probes(features, n_folds=4, layers=[0])  # the embeddings: the word and nothing else
+        assert result.accuracy[0] > 0.95
+        assert result.control_accuracy[0] > 0.9  # control labels are also a function of the word
+        assert abs(result.selectivity[0]) < 0.1
+        assert selectivity_note(result) is not None
+
+    def test_features_are_the_models_hidden_states(self, tiny_model):
+        """Extracted states equal run_with_cache on the sentence alone (padding changes nothing)."""
+        ds = load_dataset("pos")
+        rows = ["text,labels"]
+        for i in range(12):
+            words = [w for w, g in zip(ds.item_words, ds.item_sentence) if g == i]
+            rows.append(f"{' '.join(words)},{' '.join(['X'] * (len(words) - 1) + ['Y'])}")
+        sub = parse_csv("\n".join(rows))
+        features = extract_features(tiny_model, sub, batch_size=5)
+        ids, positions = encode_dataset(tiny_model, sub)
+        _, cache = tiny_model.run_with_cache(torch.tensor([ids[7]]), ["blocks.1.hook_resid_post", "blocks.0.hook_resid_pre"])
+        first = sum(len(p) for p in positions[:7])
+        expected = cache["blocks.1.hook_resid_post"][0, positions[7]].numpy()
+        # float16 storage: relative error ~1e-3
+        np.testing.assert_allclose(features.states[2, first:first + len(positions[7])].astype(np.float32), expected, rtol=2e-2, atol=2e-2)
+        np.testing.assert_allclose(features.states[0, first].astype(np.float32), cache["blocks.0.hook_resid_pre"][0, positions[7][0]].numpy(),
+                                   rtol=2e-2, atol=2e-2)
+
+    def test_confusion_matches_accuracy(self, planted):
+        result = fit_probes(planted, n_folds=3, probe="mlp", layers=[1])
+        trace = np.trace(result.confusion[0]) / result.confusion[0].sum()
+        assert result.confusion[0].sum() == len(planted.labels)
+        # fold sizes differ, so the pooled accuracy only approximates the mean over folds
+        assert trace == pytest.approx(result.accuracy[0], abs=0.02)
+        assert result.per_class_accuracy(0).shape == (2,)
+
+
+def test_features_dataclass_checks_shapes():
+    with pytest.raises(AssertionError):
+        ProbeFeatures(np.arange(2), ("a", "b"), np.zeros((2, 3, 4)), np.zeros(2), ("x",), np.zeros(2), ("t", "u"), ("a", "b"), 0.0)
+
+
+class TestCli:
+    def test_probe_json_contract(self, tiny_model_dirs, capsys):
+        """`probe --dataset pos --json` prints one value per layer for every contract key."""
+        code = main(["probe", "--model", str(tiny_model_dirs["gpt2"]), "--dataset", "pos", "--probe", "linear", "--folds", "3", "--json"])
+        out = json.loads(capsys.readouterr().out)
+        assert code == 0
+        assert out["layers"] == [0, 1, 2]
+        for key in ("accuracy", "accuracy_std", "control_accuracy", "selectivity"):
+            assert len(out[key]) == 3
+        assert out["selectivity"] == pytest.approx(np.subtract(out["accuracy"], out["control_accuracy"]).tolist(), abs=1e-9)
+        assert all(a > out["majority_baseline"] for a in out["accuracy"])  # even a random model's states beat the majority class
+
+    def test_probe_csv_path_and_bad_dataset(self, tiny_model_dirs, tmp_path, capsys):
+        path = tmp_path / "mine.csv"
+        path.write_text("text,label\n" + "".join(f"sentence number {i},{'ab'[i % 2]}\n" for i in range(20)))
+        assert main(["probe", "--model", str(tiny_model_dirs["llama"]), "--dataset", str(path), "--folds", "2", "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["level"] == "sentence" and len(out["accuracy"]) == 3
+        assert main(["probe", "--model", str(tiny_model_dirs["llama"]), "--dataset", "nope", "--json"]) == 2
+        assert "No dataset named" in json.loads(capsys.readouterr().out)["error"]
+
+
+@pytest.mark.slow
+def test_default_model_pos(default_model):
+    """SmolLM2-135M: POS is decodable far above the majority class and above the control task mid-network."""
+    features = extract_features(default_model, load_dataset("pos"))
+    result = fit_probes(features, layers=[0, 8, 16], n_folds=3)
+    assert np.all(result.accuracy > 0.85)
+    assert result.selectivity.max() > 0.05
+
+
+class TestPage:
+    @pytest.fixture()
+    def app(self, tiny_model_dirs) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=180)
+        at.query_params["model"] = str(tiny_model_dirs["gpt2"])
+        at.query_params["probe_folds"] = "3"
+        at.switch_page("pages/08_probing.py")
+        return at
+
+    def test_renders_accuracy_chart(self, app):
+        app.run()
+        assert not app.exception
+        assert [e.value for e in app.error] == []
+        assert len(app.get("vega_lite_chart")) + len(app.get("arrow_vega_lite_chart")) >= 2
+
+    def test_bad_upload_shows_error(self, app, tiny_model_dirs):
+        app.query_params["probe_set"] = "upload"
+        app.run()
+        assert not app.exception
+        assert any("upload" in i.value.lower() for i in app.info)

@@ -72,7 +72,7 @@ def predictions(model: LoadedModel, tokens: torch.Tensor, hooks: list = (), chun
 def accuracy(model: LoadedModel, data: ToyDataset, hooks: list = ()) -> float:
     """Fraction of the holdout predictions in ``eval_mask`` that are right."""
     hit = predictions(model, data.holdout, hooks) == data.holdout[:, 1:]
-    return float((hit & data.holdout_eval_mask).sum() / data.holdout_eval_mask.sum())
+    return int((hit & data.holdout_eval_mask).sum()) / int(data.holdout_eval_mask.sum())
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,9 @@ class CopyingAnalysis:
         previous_token: ``(n_heads_total,)`` mean ``A[q, q-1]`` over queries ``q >= 1``.
         induction: ``(n_heads_total,)`` mean ``A[q, q - period + 1]`` over the accuracy queries.
         same_token: ``(n_heads_total,)`` mean ``A[q, q - period]`` over the same queries.
+        on_answer: ``(n_heads_total,)`` mean total attention on earlier keys (not BOS) holding
+            the token the query must predict, over the same queries: high for any head that
+            copies the answer, whichever earlier copy it reads.
         first_token: ``(n_heads_total,)`` mean ``A[q, 0]`` (BOS).
         example_tokens: ``(pos,)`` strings of one holdout sequence.
         example_patterns: ``(layer, head, query, key)`` its attention patterns.
@@ -179,15 +182,16 @@ class CopyingAnalysis:
     previous_token: np.ndarray
     induction: np.ndarray
     same_token: np.ndarray
+    on_answer: np.ndarray
     first_token: np.ndarray
     example_tokens: list
     example_period: int
     example_patterns: np.ndarray
 
     def to_json(self) -> dict:
-        scores = {label: {"previous_token": p, "induction": i, "same_token": s, "first_token": f}
-                  for label, p, i, s, f in zip(self.head_labels, self.previous_token, self.induction,
-                                                self.same_token, self.first_token)}
+        scores = {label: {"previous_token": p, "induction": i, "same_token": s, "on_answer": a, "first_token": f}
+                  for label, p, i, s, a, f in zip(self.head_labels, self.previous_token, self.induction,
+                                                   self.same_token, self.on_answer, self.first_token)}
         return {"holdout_accuracy": self.holdout_accuracy, "n_holdout": self.n_holdout, "head_scores": scores}
 
 
@@ -208,12 +212,17 @@ def analyse_copying(model: LoadedModel, task: str, *, seed: int = 0, n_patterns:
     keys = queries - data.holdout_period[:n_patterns][rows] + 1
     flat = patterns.reshape(n, n_layers * n_heads, pos, pos)
     q_all = np.arange(1, pos)
+    seqs = tokens.numpy()
+    answer = seqs[rows, queries + 1]
+    keys_all = np.arange(pos)
+    holds = (seqs[rows] == answer[:, None]) & (keys_all[None, :] >= 1) & (keys_all[None, :] <= queries[:, None])
     return CopyingAnalysis(
         task=spec.name, holdout_accuracy=accuracy(model, data), n_holdout=len(data.holdout),
         head_labels=[f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)],
         previous_token=flat[:, :, q_all, q_all - 1].mean((0, 2)),
         induction=flat[rows, :, queries, keys].mean(0),
         same_token=flat[rows, :, queries, keys - 1].mean(0),
+        on_answer=(flat[rows, :, queries, :] * holds[:, None, :]).sum(-1).mean(0),
         first_token=flat[:, :, :, 0].mean((0, 2)),
         example_tokens=model.token_strings(tokens[0]), example_period=int(data.holdout_period[0]),
         example_patterns=patterns[0],

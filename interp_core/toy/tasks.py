@@ -12,7 +12,7 @@ predictions: ``loss_mask`` (what training minimises) and ``eval_mask`` (what acc
   repeated; loss on predicting ``s1..s23`` (as in the write-up, which had no BOS), accuracy on
   the predictions after the pattern has been shown twice (``s_j`` with ``j >= 2 * period``).
 - ``induction``: ``[BOS, body]``, ``body`` 24 random tokens over ``0..23`` holding a segment
-  ``r`` (length 4-10, no repeated token) immediately repeated at a random offset; loss on every
+  ``r`` (length 5-12, no repeated token) immediately repeated at a random offset; loss on every
   prediction, accuracy on the second copy of ``r`` after its first token (what induction solves).
 
 Axis glossary as in :mod:`interp_core.names`; ``n`` = sequences.
@@ -103,7 +103,7 @@ TASKS: dict[str, TaskSpec] = {
     "induction": TaskSpec(
         name="induction", n_symbols=24, n_ctx=25,
         model=dict(n_layer=2, n_head=2, n_embd=64, n_inner=256, activation_function="gelu_new"),
-        epochs=30, lr=1e-3, batch_size=64, weight_decay=0.0, n_train=8_000, n_holdout=1_000,
+        epochs=20, lr=2e-3, batch_size=64, weight_decay=0.0, n_train=4_000, n_holdout=1_000,
         summary="Random tokens with a segment immediately repeated: predict the repeat from its first copy.",
     ),
 }
@@ -174,7 +174,7 @@ def _induction(spec: TaskSpec, rng: np.random.Generator) -> ToyDataset:
     total = spec.n_train + spec.n_holdout
     length = spec.n_ctx - 1
     body = rng.integers(0, spec.n_symbols, size=(total, length))
-    periods = rng.integers(4, 11, size=total)
+    periods = rng.integers(5, 13, size=total)
     offsets = np.array([rng.integers(0, length - 2 * t + 1) for t in periods])
     evals = torch.zeros(total, length, dtype=torch.bool)
     for row, (t, start) in enumerate(zip(periods, offsets)):

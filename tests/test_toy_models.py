@@ -1,0 +1,216 @@
+"""Toy models: data, seeded training, the shipped reverse-increment model's known behaviour, CLI, page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from interp_core import WorkbenchError, load_model
+from interp_core.cli import main
+from interp_core.loading import SHIPPED_TOY_DIR, toy_model_dir
+from interp_core.toy.analysis import analyse_copying, analyse_reverse_increment, bias_only_hooks, example_prompt
+from interp_core.toy.tasks import get_task, make_dataset
+from interp_core.toy.train import read_task_record, train_toy
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+SHIPPED = ("reverse-increment", "pattern-copy", "induction")
+
+
+@pytest.fixture(scope="module")
+def reverse_increment() -> object:
+    """The shipped reverse-increment model, loaded as the app loads it."""
+    return load_model("toy:reverse-increment", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def ri_analysis(reverse_increment: object) -> object:
+    return analyse_reverse_increment(reverse_increment, seed=0)
+
+
+class TestTasks:
+    def test_reverse_increment_data_follows_the_rule(self) -> None:
+        """Every sequence is BOS, x, then y_i = (x_{7-i} + 1) mod 4; the split is 60,000 / 5,536 of all 4^8 inputs."""
+        data = make_dataset("reverse-increment", 0)
+        assert data.train.shape == (60_000, 17) and data.holdout.shape == (5_536, 17)
+        every = torch.cat([data.train, data.holdout])
+        assert (every[:, 0] == 4).all()
+        torch.testing.assert_close(every[:, 9:], (every[:, 1:9].flip(1) + 1) % 4)
+        codes = (every[:, 1:9] * 4 ** torch.arange(7, -1, -1)).sum(1)
+        assert len(torch.unique(codes)) == 4**8  # all inputs, none twice
+        assert data.holdout_eval_mask[0].nonzero().flatten().tolist() == list(range(8, 16))
+
+    def test_pattern_copy_sequences_repeat_with_their_period(self) -> None:
+        """Each sequence is its first `period` tokens repeated; the holdout shares no sequence with training."""
+        data = make_dataset("pattern-copy", 1)
+        body = data.holdout[:, 1:].numpy()
+        for row, period in zip(body[:50], data.holdout_period[:50]):
+            assert 3 <= period <= 5
+            np.testing.assert_array_equal(row, np.resize(row[:period], len(row)))
+        train = {tuple(r) for r in data.train.tolist()}
+        assert not any(tuple(r) in train for r in data.holdout.tolist())
+
+    def test_induction_second_copy_is_predictable(self) -> None:
+        """At each accuracy position the answer equals the token one period earlier."""
+        data = make_dataset("induction", 2)
+        rows, logits = data.holdout_eval_mask.nonzero(as_tuple=True)
+        answers = data.holdout[rows, logits + 1]
+        earlier = data.holdout[rows, logits + 1 - torch.from_numpy(data.holdout_period)[rows]]
+        assert len(rows) > 0
+        torch.testing.assert_close(answers, earlier)
+
+    def test_unknown_task_is_a_clear_error(self) -> None:
+        """An unknown task names the known ones."""
+        with pytest.raises(WorkbenchError, match="reverse-increment"):
+            get_task("sorting")
+
+
+class TestTraining:
+    def test_same_seed_same_losses(self) -> None:
+        """Two short CPU runs with one seed give identical losses; another seed gives different ones."""
+        kwargs = dict(epochs=1, batch_size=64, max_steps=8, device="cpu")
+        a = train_toy("reverse-increment", seed=3, **kwargs)
+        b = train_toy("reverse-increment", seed=3, **kwargs)
+        c = train_toy("reverse-increment", seed=4, **kwargs)
+        np.testing.assert_array_equal(a.step_loss, b.step_loss)
+        assert a.final_loss == b.final_loss
+        assert not np.array_equal(a.step_loss, c.step_loss)
+
+    def test_a_few_steps_move_the_loss_down(self) -> None:
+        """40 steps on reverse-increment take the loss well below its starting value."""
+        result = train_toy("reverse-increment", epochs=1, batch_size=512, max_steps=40, seed=0, device="cpu")
+        assert result.step_loss[-5:].mean() < result.step_loss[:5].mean() - 0.2
+
+    def test_bad_hyperparameters_are_refused(self) -> None:
+        """A zero batch size or a learning rate of 5 is refused before any work."""
+        with pytest.raises(WorkbenchError, match="batch size"):
+            train_toy("reverse-increment", batch_size=0)
+        with pytest.raises(WorkbenchError, match="learning rate"):
+            train_toy("reverse-increment", lr=5.0)
+
+
+class TestShippedModels:
+    @pytest.mark.parametrize("task", SHIPPED)
+    def test_shipped_model_is_small_and_recorded(self, task: str) -> None:
+        """Each shipped copy is an HF directory under 2 MB with its tokenizer and training record."""
+        directory = toy_model_dir(task)
+        assert directory.parent == SHIPPED_TOY_DIR
+        assert (directory / "model.safetensors").stat().st_size < 2_000_000
+        assert (directory / "tokenizer.json").is_file()
+        assert read_task_record(directory)["task"] == task
+
+    def test_prompt_is_one_token_per_symbol(self, reverse_increment: object) -> None:
+        """'BOS 0 1 2 3' is five tokens with ids 4, 0, 1, 2, 3; an unknown word becomes UNK."""
+        assert reverse_increment.tokenize("BOS 0 1 2 3").tolist() == [[4, 0, 1, 2, 3]]
+        assert reverse_increment.token_strings(reverse_increment.tokenize("BOS 7")) == ["BOS", "UNK"]
+
+    def test_reverse_increment_is_perfect_on_the_holdout(self, ri_analysis: object) -> None:
+        """The shipped reverse-increment model gets every holdout output right."""
+        assert ri_analysis.holdout_accuracy == 1.0
+        assert ri_analysis.sequence_accuracy == 1.0
+
+    def test_ablations_break_it(self, ri_analysis: object) -> None:
+        """Zeroing W_out or W_O drops holdout accuracy far below 100 % (the write-up: 17.67 % and 29.19 %)."""
+        assert ri_analysis.ablations["mlp_weights_zero"] < 0.6
+        assert ri_analysis.ablations["attn_weights_zero"] < 0.6
+
+    def test_bias_only_hook_equals_zeroed_weights(self, reverse_increment: object) -> None:
+        """The W_out = 0 hook gives the same logits as a copy of the model whose c_proj weight is zero."""
+        tokens = make_dataset("reverse-increment", 0).holdout[:64]
+        hooked = reverse_increment.forward(tokens, hooks=bias_only_hooks(reverse_increment, "mlp"))
+        copy = load_model("toy:reverse-increment", device="cpu")
+        with torch.no_grad():
+            copy.hf_model.transformer.h[0].mlp.c_proj.weight.zero_()
+        torch.testing.assert_close(hooked, copy.forward(tokens))
+
+    def test_attention_is_anti_diagonal(self, ri_analysis: object) -> None:
+        """Output y_i's position (i >= 1) puts most attention on x_{7-i} (key 8 - i).
+
+        y0's position already holds x7 itself, so it needs no attention and is left out."""
+        picks = ri_analysis.attention.argmax(1)
+        assert picks[1:].tolist() == [8 - i for i in range(1, 8)]
+        assert ri_analysis.attention[np.arange(1, 8), 8 - np.arange(1, 8)].mean() > 0.7
+
+    def test_after_the_mlp_reads_the_answer(self, ri_analysis: object) -> None:
+        """Read through the unembedding, resid_post gives the model's own (perfect) answers."""
+        np.testing.assert_allclose(ri_analysis.post_mlp_accuracy, 1.0)
+
+    def test_pattern_copy_continues_patterns(self) -> None:
+        """The shipped pattern-copy model continues holdout patterns and some head reads the answer's earlier copies."""
+        model = load_model("toy:pattern-copy", device="cpu")
+        result = analyse_copying(model, "pattern-copy", seed=0, n_patterns=64)
+        assert result.holdout_accuracy > 0.95
+        assert result.on_answer.max() > 0.3
+        assert read_task_record(toy_model_dir("pattern-copy"))["final_loss"] < 0.4  # the write-up: about 0.32
+
+    def test_induction_model_has_an_induction_head(self) -> None:
+        """The shipped induction model has a layer-1 head attending one period back plus one."""
+        model = load_model("toy:induction", device="cpu")
+        result = analyse_copying(model, "induction", seed=0, n_patterns=64)
+        assert result.holdout_accuracy > 0.9
+        layer1 = [i for i, label in enumerate(result.head_labels) if label.startswith("L1")]
+        assert result.induction[layer1].max() > 0.5
+
+    def test_analysis_refuses_a_foreign_model(self, tiny_gpt2: object) -> None:
+        """A non-toy model gets a clear error, not a crash."""
+        with pytest.raises(WorkbenchError, match="not a reverse-increment toy model"):
+            analyse_reverse_increment(tiny_gpt2)
+
+
+class TestCli:
+    def test_train_toy_end_to_end(self, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+        """train-toy --epochs 1 saves a loadable model and prints accuracy, loss and ablations that match it."""
+        out = tmp_path / "ri"
+        code = main(["train-toy", "--task", "reverse-increment", "--out", str(out), "--epochs", "1",
+                     "--batch-size", "4096", "--device", "cpu", "--quiet", "--json"])
+        assert code == 0
+        result = json.loads(capsys.readouterr().out)
+        assert {"holdout_accuracy", "final_loss", "ablations"} <= set(result)
+        model = load_model(str(out), device="cpu")
+        again = analyse_reverse_increment(model, seed=0)
+        assert result["holdout_accuracy"] == pytest.approx(again.holdout_accuracy, abs=1e-9)
+        assert set(result["ablations"]) == {"none", "mlp_weights_zero", "attn_weights_zero"}
+        assert 0 < result["final_loss"] < 2.0
+
+    def test_unknown_task_exits_with_usage(self, tmp_path: Path) -> None:
+        """argparse refuses a task that is not one of the three."""
+        with pytest.raises(SystemExit):
+            main(["train-toy", "--task", "sorting", "--out", str(tmp_path)])
+
+
+class TestPage:
+    def _app(self, tiny_model_dirs: dict) -> object:
+        from streamlit.testing.v1 import AppTest
+
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        at.query_params["model"] = str(tiny_model_dirs["gpt2"])
+        at.switch_page("pages/10_toy_models.py")
+        return at
+
+    def test_page_analyses_the_shipped_model(self, tiny_model_dirs: dict) -> None:
+        """On first load the page shows the shipped reverse-increment analysis with charts and no error."""
+        at = self._app(tiny_model_dirs).run()
+        assert not at.exception
+        assert not at.error
+        assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) >= 3
+        assert any("100.00%" in m.value for m in at.metric)
+        assert example_prompt("reverse-increment").startswith("BOS ")
+
+    def test_pattern_copy_view(self, tiny_model_dirs: dict) -> None:
+        """Switching the task to pattern-copy shows its head scores and example patterns."""
+        at = self._app(tiny_model_dirs).run()
+        at.selectbox(key="toy_task").set_value("pattern-copy").run()
+        assert not at.exception
+        assert not at.error
+        assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) >= 3
+
+    def test_bad_model_name_shows_an_error(self, tiny_model_dirs: dict) -> None:
+        """A save name with spaces is refused on the page, which keeps working."""
+        at = self._app(tiny_model_dirs).run()
+        at.text_input(key="toy_name_reverse-increment").set_value("my model!").run()
+        at.button(key="toy_train").click().run()
+        assert not at.exception
+        assert any("cannot be a model name" in e.value for e in at.error)

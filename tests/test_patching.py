@@ -1,0 +1,245 @@
+"""Activation patching: batched grids equal the one-forward-per-cell loop, exact invariants of
+denoising hold, attribution patching is the first-order estimate it claims to be, and the CLI and
+the page work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from interp_core.ablation import ablation_hooks
+from interp_core.attribution import agreement, attribution_patching
+from interp_core.cli import main as cli_main
+from interp_core.errors import BadPromptError, NotSingleTokenError, WorkbenchError
+from interp_core.names import hook_name
+from interp_core.patching import (
+    TARGETS,
+    ablation_effect,
+    exact_patching,
+    logit_diff,
+    naive_patching,
+    patch,
+    prepare_pair,
+)
+
+CLEAN = "When Mary and John went to the store, John gave a drink to"
+CORRUPT = "When Mary and John went to the store, Mary gave a drink to"
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+APP_TIMEOUT = 300  # the first run imports torch and transformers; generous for busy shared CPUs
+TOL = dict(atol=1e-5, rtol=0)  # float32 batched vs single-row matmuls differ by ~1e-6 on these logits
+
+
+@pytest.fixture(scope="module")
+def ioi_pair(tiny_model):
+    return prepare_pair(tiny_model, CLEAN, CORRUPT, " Mary", " John")
+
+
+def _first_diff(pair) -> int:
+    return int((pair.clean_tokens != pair.corrupt_tokens)[0].nonzero()[0])
+
+
+class TestExactPatching:
+    @pytest.mark.parametrize("target", TARGETS)
+    def test_batched_equals_naive_loop(self, tiny_model, target):
+        """Every cell of the batched, start-at-layer grid equals one full forward per cell."""
+        pair = prepare_pair(tiny_model, CLEAN, CORRUPT, " Mary", " John")
+        fast = exact_patching(tiny_model, pair, target, chunk_size=7)  # chunks that split a layer
+        slow = naive_patching(tiny_model, pair, target)
+        np.testing.assert_allclose(fast.patched, slow.patched, **TOL)
+        np.testing.assert_allclose(fast.grid, slow.grid, atol=1e-4)
+        assert fast.grid.shape == tuple(len(labels) for labels in fast.labels)
+        assert np.ptp(fast.grid) > 1e-3  # not all values identical
+
+    def test_metrics_are_the_models_own_logit_diffs(self, tiny_model, ioi_pair):
+        result = exact_patching(tiny_model, ioi_pair, "mlp_out")
+        clean = tiny_model.forward(ioi_pair.clean_tokens)[0, -1]
+        corrupt = tiny_model.forward(ioi_pair.corrupt_tokens)[0, -1]
+        a, w = ioi_pair.answer_id, ioi_pair.wrong_id
+        assert result.clean_metric == pytest.approx(float(clean[a] - clean[w]), abs=1e-5)
+        assert result.corrupt_metric == pytest.approx(float(corrupt[a] - corrupt[w]), abs=1e-5)
+
+    @pytest.mark.parametrize("target", TARGETS)
+    def test_positions_before_the_difference_recover_nothing(self, tiny_model, ioi_pair, target):
+        """Clean and corrupted activations are equal before the first differing token: patching them is a no-op."""
+        first = _first_diff(ioi_pair)
+        result = exact_patching(tiny_model, ioi_pair, target)
+        if target == "head_out":
+            return  # head_out covers every position at once
+        before = result.grid[..., :first]
+        np.testing.assert_allclose(before, 0.0, atol=1e-4)
+
+    def test_resid_pre_at_layer_zero_at_the_only_differing_token_restores_fully(self, tiny_model, ioi_pair):
+        """With one differing token, the corrupted run with that embedding patched IS the clean run."""
+        first = _first_diff(ioi_pair)
+        assert int((ioi_pair.clean_tokens != ioi_pair.corrupt_tokens).sum()) == 1
+        grid = exact_patching(tiny_model, ioi_pair, "resid_pre").grid
+        assert grid[0, first] == pytest.approx(1.0, abs=1e-4)
+        np.testing.assert_allclose(np.delete(grid[0], first), 0.0, atol=1e-4)
+
+    def test_last_token_pair_restores_fully_at_every_layer(self, tiny_llama):
+        """Prompts differing only in the last token: patching resid_pre there at any layer gives the clean run."""
+        pair = prepare_pair(tiny_llama, "The cat sat on the mat", "The cat sat on the log", " The", " One")
+        grid = exact_patching(tiny_llama, pair, "resid_pre").grid
+        np.testing.assert_allclose(grid[:, -1], 1.0, atol=1e-4)
+        np.testing.assert_allclose(grid[:, :-1], 0.0, atol=1e-4)
+
+    def test_progress_reaches_one(self, tiny_gpt2):
+        pair = prepare_pair(tiny_gpt2, CLEAN, CORRUPT, " Mary", " John")
+        seen: list[float] = []
+        exact_patching(tiny_gpt2, pair, "head_out_by_pos", chunk_size=16, on_progress=lambda f, m: seen.append(f))
+        assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+
+
+class TestAttribution:
+    def test_no_gradients_left_on_the_shared_model(self, tiny_llama):
+        pair = prepare_pair(tiny_llama, CLEAN, CORRUPT, " Mary", " John")
+        attribution_patching(tiny_llama, pair)
+        assert all(p.grad is None and not p.requires_grad for p in tiny_llama.hf_model.parameters())
+
+    def test_effect_is_the_directional_derivative(self, tiny_llama):
+        """The estimate for one cell equals a finite difference of the metric along (clean - corrupt)."""
+        pair = prepare_pair(tiny_llama, CLEAN, CORRUPT, " Mary", " John")
+        attr = attribution_patching(tiny_llama, pair)["attn_out"]
+        layer, pos = 1, pair.n_pos - 1
+        name = hook_name("hook_attn_out", layer)
+        _, clean_cache = tiny_llama.run_with_cache(pair.clean_tokens, [name])
+        _, corrupt_cache = tiny_llama.run_with_cache(pair.corrupt_tokens, [name])
+        delta = clean_cache[name][0, pos] - corrupt_cache[name][0, pos]
+        eps = 1e-3
+
+        def nudge(value: torch.Tensor, _: str) -> torch.Tensor:
+            new = value.clone()
+            new[0, pos] += eps * delta
+            return new
+
+        up = logit_diff(tiny_llama.forward(pair.corrupt_tokens, hooks=[(name, nudge)]), pair.answer_id, pair.wrong_id)
+        finite = (float(up[0]) - attr.corrupt_metric) / eps
+        assert attr.patched[layer, pos] - attr.corrupt_metric == pytest.approx(finite, rel=2e-2, abs=1e-3)
+
+    def test_agrees_with_exact_patching(self, tiny_llama):
+        """Correlation with the exact grid is clearly positive where the model is near-linear (heads, attn_out)."""
+        pair = prepare_pair(tiny_llama, CLEAN, CORRUPT, " Mary", " John")
+        attr = attribution_patching(tiny_llama, pair)
+        for target in ("attn_out", "head_out_by_pos"):
+            assert agreement(exact_patching(tiny_llama, pair, target), attr[target]) > 0.7
+        first = _first_diff(pair)
+        np.testing.assert_allclose(attr["resid_pre"].grid[:, :first], 0.0, atol=1e-6)
+
+    def test_normalised_like_the_exact_grid(self, tiny_gpt2):
+        pair = prepare_pair(tiny_gpt2, CLEAN, CORRUPT, " Mary", " John")
+        result = attribution_patching(tiny_gpt2, pair)["head_out"]
+        exact = exact_patching(tiny_gpt2, pair, "head_out")
+        assert result.clean_metric == pytest.approx(exact.clean_metric, abs=1e-5)
+        assert result.corrupt_metric == pytest.approx(exact.corrupt_metric, abs=1e-5)
+        expected = (result.patched - result.corrupt_metric) / (result.clean_metric - result.corrupt_metric)
+        np.testing.assert_allclose(result.grid, expected)
+        assert result.method == "attribution"
+
+
+class TestErrors:
+    def test_different_token_lengths_show_both_tokenisations(self, tiny_gpt2):
+        with pytest.raises(BadPromptError, match="same number of tokens") as info:
+            prepare_pair(tiny_gpt2, "When Mary went", "When Mary and John went", " Mary", " John")
+        assert "' John'" in str(info.value) and "'When'" in str(info.value)
+
+    def test_answers_must_be_single_tokens(self, tiny_gpt2):
+        with pytest.raises(NotSingleTokenError, match="not one"):
+            prepare_pair(tiny_gpt2, CLEAN, CORRUPT, " Maryxyzzy", " John")
+        with pytest.raises(NotSingleTokenError):
+            prepare_pair(tiny_gpt2, CLEAN, CORRUPT, " Mary", " Johnqqq")
+
+    def test_identical_prompts(self, tiny_gpt2):
+        with pytest.raises(BadPromptError, match="identical"):
+            prepare_pair(tiny_gpt2, CLEAN, CLEAN, " Mary", " John")
+
+    def test_same_answer_and_bad_target(self, tiny_gpt2):
+        with pytest.raises(WorkbenchError, match="same token"):
+            prepare_pair(tiny_gpt2, CLEAN, CORRUPT, " Mary", " Mary")
+        with pytest.raises(WorkbenchError, match="target must be one of"):
+            patch(tiny_gpt2, CLEAN, CORRUPT, " Mary", " John", "resid_post")
+
+
+class TestAblation:
+    def test_no_targets_changes_nothing(self, tiny_gpt2):
+        pair = prepare_pair(tiny_gpt2, CLEAN, CORRUPT, " Mary", " John")
+        effect = ablation_effect(tiny_gpt2, pair, [], "zero")
+        assert effect.ablated_metric == pytest.approx(effect.clean_metric, abs=1e-5)
+        assert effect.recovery == pytest.approx(1.0, abs=1e-5)
+
+    def test_resample_takes_the_corrupted_activation(self, tiny_gpt2):
+        """Resampling an MLP gives the clean run the corrupted run's MLP output at that layer."""
+        pair = prepare_pair(tiny_gpt2, CLEAN, CORRUPT, " Mary", " John")
+        effect = ablation_effect(tiny_gpt2, pair, [("mlp", 1)], "resample")
+        name = hook_name("hook_mlp_out", 1)
+        _, corrupt_cache = tiny_gpt2.run_with_cache(pair.corrupt_tokens, [name])
+        logits = tiny_gpt2.forward(pair.clean_tokens, hooks=[(name, lambda v, n: corrupt_cache[name])])
+        assert effect.ablated_metric == pytest.approx(float(logit_diff(logits, pair.answer_id, pair.wrong_id)[0]), abs=1e-4)
+
+    def test_zero_ablation_matches_single_prompt_run(self, tiny_gpt2):
+        pair = prepare_pair(tiny_gpt2, CLEAN, CORRUPT, " Mary", " John")
+        targets = [("head", 0, 1), ("head", 1, 3), ("mlp", 0)]
+        effect = ablation_effect(tiny_gpt2, pair, targets, "zero")
+        logits = tiny_gpt2.forward(pair.clean_tokens, hooks=ablation_hooks(tiny_gpt2, targets, "zero"))
+        assert effect.ablated_metric == pytest.approx(float(logit_diff(logits, pair.answer_id, pair.wrong_id)[0]), abs=1e-4)
+        assert abs(effect.ablated_metric - effect.clean_metric) > 1e-4
+
+
+class TestCli:
+    @pytest.mark.parametrize("method", ["exact", "attribution"])
+    def test_json_contract(self, tiny_model_dirs, tiny_gpt2, capsys, method):
+        code = cli_main(["patch", "--model", str(tiny_model_dirs["gpt2"]), "--clean", CLEAN, "--corrupt", CORRUPT,
+                         "--answer", " Mary", "--wrong", " John", "--target", "head_out", "--method", method, "--json"])
+        assert code == 0
+        out = json.loads(capsys.readouterr().out)
+        assert {"clean_metric", "corrupt_metric", "tokens", "grid"} <= set(out)
+        expected = patch(tiny_gpt2, CLEAN, CORRUPT, " Mary", " John", "head_out", method=method)
+        np.testing.assert_allclose(np.array(out["grid"]), expected.grid, atol=1e-5)
+        assert out["tokens"] == list(expected.tokens)
+        assert out["clean_metric"] == pytest.approx(expected.clean_metric, abs=1e-6)
+
+    def test_error_is_json(self, tiny_model_dirs, capsys):
+        code = cli_main(["patch", "--model", str(tiny_model_dirs["gpt2"]), "--clean", "When Mary", "--corrupt", CORRUPT,
+                         "--answer", " Mary", "--wrong", " John", "--target", "resid_pre", "--json"])
+        assert code == 2
+        assert "same number of tokens" in json.loads(capsys.readouterr().out)["error"]
+
+
+def _charts(at: AppTest) -> list:
+    return list(at.get("vega_lite_chart")) + list(at.get("arrow_vega_lite_chart"))
+
+
+class TestPage:
+    def test_renders_with_grid_and_metrics(self, tiny_model_dirs):
+        at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
+        at.query_params["model"] = str(tiny_model_dirs["gpt2"])
+        at.switch_page("pages/06_activation_patching.py").run()
+        assert not at.exception
+        assert [e.value for e in at.error] == []
+        assert len(_charts(at)) >= 1
+        assert any("Clean" in m.label for m in at.metric)
+
+    def test_unequal_lengths_show_error(self, tiny_model_dirs):
+        at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
+        at.query_params["model"] = str(tiny_model_dirs["gpt2"])
+        at.switch_page("pages/06_activation_patching.py").run()
+        at.text_input(key="patch_corrupt").set_value("When Mary went to").run()
+        assert not at.exception
+        assert any("same number of tokens" in e.value for e in at.error)
+
+
+@pytest.mark.slow
+def test_default_model_ioi(default_model):
+    """On SmolLM2 with the IOI pair: the name token's embedding restores fully, the answer flips, attribution correlates."""
+    pair = prepare_pair(default_model, CLEAN, CORRUPT, " Mary", " John")
+    exact = exact_patching(default_model, pair, "resid_pre")
+    assert exact.clean_metric > 3 and exact.corrupt_metric < -3  # measured: 6.12 and -5.49
+    first = _first_diff(pair)
+    assert exact.grid[0, first] == pytest.approx(1.0, abs=1e-3)
+    assert exact.grid[-1, -1] > 0.8  # by the last layer the information has moved to the last position
+    attr = attribution_patching(default_model, pair)
+    assert agreement(exact, attr["resid_pre"]) > 0.3

@@ -1,0 +1,417 @@
+"""Induction heads: the circuit that copies patterns from the context.
+
+Context. Feed a model ``BOS + r + r`` where ``r`` is ``T`` random tokens. The first copy of
+``r`` is unpredictable (loss near ``log d_vocab``); the second copy is fully predictable for a
+model that can look back: at a token ``A`` it finds the earlier ``A`` and predicts what came
+after it. That drop in loss on the repeated half is the signature of in-context learning.
+
+Intuition (Elhage et al. 2021; Olsson et al. 2022). Two heads do it together. A
+*previous-token head* in an earlier layer writes "the token before me was ``A``" into each
+position. An *induction head* in a later layer then uses that as its key (K-composition):
+its query "I am ``A``" matches the key of the position after the earlier ``A``, so it
+attends there (the stripe ``key = query - T + 1``) and its OV circuit copies that token to the
+output. Scores (``../shared/GUIDE.md`` §3) find the heads; ablating them and measuring the
+repeated-half loss tests that they matter; the K-composition score
+``||W_OV^early W_QK^late^T||_F / (||W_OV^early||_F ||W_QK^late||_F)`` tests that the weights
+wire them together.
+
+Shapes follow :mod:`interp_core.names`; losses are in nats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from interp_core.ablation import ablation_hooks, reference_activations
+from interp_core.errors import BadPromptError, OutOfRangeError, WorkbenchError, check_index
+from interp_core.head_scores import induction_mask, induction_score, previous_token_score
+from interp_core.model import LoadedModel
+from interp_core.names import hook_name
+
+Progress = Callable[[float, str], None]
+DEFAULT_LOW, DEFAULT_HIGH = 1000, 20000  # the GUIDE's id range for SmolLM2-135M
+
+
+def head_label(layer: int, head: int) -> str:
+    return f"L{layer}H{head}"
+
+
+# --- the repeated random sequence -------------------------------------------------------
+def bos_id(model: LoadedModel) -> int:
+    """The model's BOS id; falls back to EOS (GPT-2 uses ``<|endoftext|>`` for both), then 0."""
+    for name in ("bos_token_id", "eos_token_id"):
+        value = getattr(model.tokenizer, name, None)
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def repeated_tokens(model: LoadedModel, length: int, n_repeats: int = 2, seed: int = 0, *,
+                    low: int = DEFAULT_LOW, high: int = DEFAULT_HIGH) -> torch.Tensor:
+    """``BOS + r * n_repeats`` with ``r`` = ``length`` ids drawn uniformly from ``[low, high)``.
+
+    The range is clipped to the vocabulary; when nothing of it is left (tiny models) ids come
+    from the whole vocabulary. The BOS id itself is never drawn.
+
+    Returns:
+        ``(1, 1 + length * n_repeats)`` token ids.
+    """
+    if length < 2:
+        raise BadPromptError(f"The repeated sequence needs at least 2 tokens, got {length}.")
+    if n_repeats < 2:
+        raise BadPromptError(f"Induction needs the sequence at least twice (repeats >= 2), got {n_repeats}.")
+    total = 1 + length * n_repeats
+    if total > model.info.n_ctx:
+        raise BadPromptError(
+            f"BOS + {n_repeats} x {length} = {total} tokens exceeds this model's context of {model.info.n_ctx}; "
+            "use a shorter sequence or fewer repeats."
+        )
+    high = min(high, model.info.d_vocab)
+    if low >= high - 1:
+        low, high = 0, model.info.d_vocab
+    bos = bos_id(model)
+    candidates = torch.tensor([i for i in range(low, high) if i != bos]) if low <= bos < high else torch.arange(low, high)
+    generator = torch.Generator().manual_seed(int(seed))
+    r = candidates[torch.randint(0, len(candidates), (length,), generator=generator)]
+    return torch.cat([torch.tensor([bos]), r.repeat(n_repeats)])[None]
+
+
+def stripe_score(pattern: np.ndarray, length: int) -> np.ndarray:
+    """Induction score on ``BOS + r * n``: mean over queries ``i > length`` of ``A[i, i - length + 1]``.
+
+    For ``n = 2`` this is exactly :func:`interp_core.head_scores.repeated_induction_score`.
+
+    Args:
+        pattern: ``(..., query, key)``.
+    """
+    # the diagonal starts at query length - 1 (key 0); queries length - 1 and length are not in a later copy
+    return np.diagonal(pattern, offset=-(length - 1), axis1=-2, axis2=-1)[..., 2:].mean(-1)
+
+
+def _patterns(cache: dict[str, torch.Tensor], n_layers: int, row: int = 0) -> np.ndarray:
+    """``(layer, head, query, key)`` patterns of batch row ``row``."""
+    return np.stack([cache[hook_name("attn.hook_pattern", L)][row].float().cpu().numpy() for L in range(n_layers)])
+
+
+def token_losses(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``(batch, pos, d_vocab), (batch, pos) -> (batch, pos - 1)``: loss on predicting token ``p + 1``."""
+    logprobs = logits[:, :-1].float().log_softmax(-1)
+    return -logprobs.gather(-1, tokens[:, 1:, None].to(logprobs.device))[..., 0].cpu()
+
+
+def half_means(loss: np.ndarray, length: int) -> tuple[float, float]:
+    """Mean loss over targets in the first copy of ``r`` and over targets in later copies."""
+    return float(loss[..., :length].mean()), float(loss[..., length:].mean())
+
+
+@dataclass(frozen=True)
+class RepeatedResult:
+    """Scores and losses of every head on one ``BOS + r * n_repeats`` sequence.
+
+    Attributes:
+        tokens: token ids ``(pos,)``; ``token_strings`` their text.
+        length, n_repeats, seed: how the sequence was made.
+        induction: stripe scores ``(layer, head)``; previous_token: ``(layer, head)``.
+        loss: loss on predicting each token ``1..pos-1``, ``(pos - 1,)``.
+        loss_first_half / loss_repeated_half: mean loss of targets in the first copy / later copies.
+        patterns: ``(layer, head, query, key)`` attention patterns.
+    """
+
+    tokens: np.ndarray
+    token_strings: tuple[str, ...]
+    length: int
+    n_repeats: int
+    seed: int
+    induction: np.ndarray
+    previous_token: np.ndarray
+    loss: np.ndarray
+    loss_first_half: float
+    loss_repeated_half: float
+    patterns: np.ndarray
+
+    def __post_init__(self) -> None:
+        assert len(self.tokens) == 1 + self.length * self.n_repeats == len(self.loss) + 1
+        assert self.induction.shape == self.previous_token.shape == self.patterns.shape[:2]
+
+    def top_heads(self, k: int = 10) -> list[dict]:
+        """The ``k`` heads of highest induction score, best first."""
+        order = np.argsort(-self.induction, axis=None, kind="stable")[:k]
+        n_heads = self.induction.shape[1]
+        return [
+            {"layer": int(i // n_heads), "head": int(i % n_heads), "label": head_label(int(i // n_heads), int(i % n_heads)),
+             "induction": float(self.induction.flat[i]), "previous_token": float(self.previous_token.flat[i])}
+            for i in order
+        ]
+
+    def top_previous_token(self, k: int = 10) -> list[tuple[int, int]]:
+        n_heads = self.previous_token.shape[1]
+        return [(int(i // n_heads), int(i % n_heads)) for i in np.argsort(-self.previous_token, axis=None, kind="stable")[:k]]
+
+    def to_json(self, k: int = 10) -> dict:
+        return {
+            "length": self.length, "n_repeats": self.n_repeats, "seed": self.seed,
+            "tokens": self.tokens, "induction": self.induction, "previous_token": self.previous_token,
+            "loss_first_half": self.loss_first_half, "loss_repeated_half": self.loss_repeated_half,
+            "loss": self.loss, "top_heads": self.top_heads(k),
+        }
+
+
+def run_repeated(model: LoadedModel, length: int = 50, n_repeats: int = 2, seed: int = 0, *,
+                 low: int = DEFAULT_LOW, high: int = DEFAULT_HIGH, on_progress: Progress | None = None) -> RepeatedResult:
+    """Run ``BOS + r * n_repeats`` once; score every head and the loss at every position."""
+    tokens = repeated_tokens(model, length, n_repeats, seed, low=low, high=high)
+    if on_progress:
+        on_progress(0.1, "running the repeated sequence")
+    logits, cache = model.run_with_cache(tokens, lambda n: n.endswith("attn.hook_pattern"))
+    patterns = _patterns(cache, model.info.n_layers)
+    loss = token_losses(logits, tokens)[0].numpy()
+    first, repeated = half_means(loss, length)
+    if on_progress:
+        on_progress(1.0, "done")
+    return RepeatedResult(
+        tokens=tokens[0].numpy(), token_strings=tuple(model.token_strings(tokens[0])), length=length,
+        n_repeats=n_repeats, seed=seed, induction=stripe_score(patterns, length),
+        previous_token=previous_token_score(patterns), loss=loss, loss_first_half=first,
+        loss_repeated_half=repeated, patterns=patterns,
+    )
+
+
+# --- the user's own prompt ---------------------------------------------------------------
+@dataclass(frozen=True)
+class PromptInduction:
+    """Induction on any text: every head's score and one head's pattern.
+
+    Attributes:
+        token_strings: ``(pos,)``; scores: ``(layer, head)`` (NaN when the prompt repeats no token);
+        layer, head: the head shown; pattern: its ``(query, key)`` pattern; mask: ``(query, key)``
+        bool, the cells an ideal induction head attends to.
+    """
+
+    token_strings: tuple[str, ...]
+    scores: np.ndarray
+    layer: int
+    head: int
+    pattern: np.ndarray
+    mask: np.ndarray
+
+
+def prompt_induction(model: LoadedModel, prompt: str, layer: int, head: int) -> PromptInduction:
+    """Score every head's induction on ``prompt`` and return head ``(layer, head)``'s pattern."""
+    check_index("layer", layer, model.info.n_layers)
+    check_index("head", head, model.info.n_heads)
+    tokens = model.tokenize(prompt)
+    _, cache = model.run_with_cache(tokens, lambda n: n.endswith("attn.hook_pattern"))
+    patterns = _patterns(cache, model.info.n_layers)
+    ids = tokens[0].numpy()
+    return PromptInduction(
+        token_strings=tuple(model.token_strings(tokens[0])), scores=induction_score(patterns, ids),
+        layer=layer, head=head, pattern=patterns[layer, head], mask=induction_mask(ids),
+    )
+
+
+# --- evidence 1: ablation -----------------------------------------------------------------
+def random_heads_like(targets: list[tuple[int, int]], n_layers: int, n_heads: int,
+                      generator: np.random.Generator) -> list[tuple[int, int]]:
+    """As many random heads as ``targets``, each from the same layer as one target, none of them a target.
+
+    When a layer has too few other heads (tiny models) the rest come from any layer.
+    """
+    taken = set(targets)
+    chosen: list[tuple[int, int]] = []
+    short = 0
+    for layer in sorted({L for L, _ in targets}):
+        need = sum(1 for L, _ in targets if L == layer)
+        pool = [(layer, h) for h in range(n_heads) if (layer, h) not in taken]
+        picks = generator.permutation(len(pool))[:need]
+        chosen += [pool[i] for i in picks]
+        short += need - len(picks)
+    if short:
+        pool = [(L, h) for L in range(n_layers) for h in range(n_heads) if (L, h) not in taken and (L, h) not in chosen]
+        chosen += [pool[i] for i in generator.permutation(len(pool))[:short]]
+    return sorted(chosen)
+
+
+@dataclass(frozen=True)
+class AblationEvidence:
+    """Repeated-half loss with the top-k induction heads ablated, against k random heads.
+
+    Attributes:
+        method: ``zero`` or ``mean`` (mean over a reference batch of other repeated sequences).
+        top: labels of the ablated induction heads; random_sets: labels of each random draw.
+        loss_clean / loss_top: per-target loss ``(pos - 1,)``; loss_random: ``(draws, pos - 1)``.
+    """
+
+    method: str
+    length: int
+    top: tuple[str, ...]
+    random_sets: tuple[tuple[str, ...], ...]
+    loss_clean: np.ndarray
+    loss_top: np.ndarray
+    loss_random: np.ndarray
+
+    def __post_init__(self) -> None:
+        assert self.loss_random.shape == (len(self.random_sets), len(self.loss_clean)) == (len(self.random_sets), len(self.loss_top))
+
+    @property
+    def clean_repeated(self) -> float:
+        return half_means(self.loss_clean, self.length)[1]
+
+    @property
+    def top_repeated(self) -> float:
+        return half_means(self.loss_top, self.length)[1]
+
+    @property
+    def random_repeated(self) -> np.ndarray:
+        """Repeated-half loss of each random draw, ``(draws,)``."""
+        return self.loss_random[:, self.length:].mean(-1)
+
+    def to_json(self) -> dict:
+        rnd = self.random_repeated
+        return {
+            "method": self.method, "top_heads": list(self.top), "random_heads": [list(s) for s in self.random_sets],
+            "loss_repeated_half_clean": self.clean_repeated, "loss_repeated_half_top": self.top_repeated,
+            "loss_repeated_half_random": rnd, "rise_top": self.top_repeated - self.clean_repeated,
+            "rise_random_mean": float(rnd.mean() - self.clean_repeated), "rise_random_std": float(rnd.std()),
+        }
+
+
+def _loss_with(model: LoadedModel, tokens: torch.Tensor, heads: list[tuple[int, int]], method: str,
+               reference: dict[str, torch.Tensor] | None) -> np.ndarray:
+    hooks = ablation_hooks(model, [("head", L, h) for L, h in heads], method, reference) if heads else []
+    return token_losses(model.forward(tokens, hooks=hooks), tokens)[0].numpy()
+
+
+def ablation_evidence(model: LoadedModel, length: int = 50, n_repeats: int = 2, seed: int = 0, *, k: int = 5,
+                      method: str = "zero", n_draws: int = 5, draw_seed: int = 0, n_reference: int = 8,
+                      low: int = DEFAULT_LOW, high: int = DEFAULT_HIGH,
+                      on_progress: Progress | None = None) -> AblationEvidence:
+    """Ablate the ``k`` top induction heads of ``BOS + r * n_repeats``, then ``n_draws`` sets of
+    ``k`` random heads from the same layers, and record the loss at every position.
+
+    ``mean`` ablation replaces a head's ``z`` by its mean over ``n_reference`` other repeated
+    sequences (seeds ``seed + 1 ...``) of the same shape.
+    """
+    n_layers, n_heads = model.info.n_layers, model.info.n_heads
+    if method not in ("zero", "mean"):
+        raise WorkbenchError(f"method must be 'zero' or 'mean', got {method!r}")
+    if not 1 <= k <= (n_layers * n_heads) // 2:
+        raise OutOfRangeError(f"k must be between 1 and {(n_layers * n_heads) // 2} (half the model's heads), got {k}.")
+    if not 1 <= n_draws <= 50:
+        raise OutOfRangeError(f"the number of random draws must be between 1 and 50, got {n_draws}.")
+    scores = run_repeated(model, length, n_repeats, seed, low=low, high=high)
+    tokens = torch.as_tensor(scores.tokens)[None]
+    top = [(h["layer"], h["head"]) for h in scores.top_heads(k)]
+    reference = None
+    if method == "mean":
+        batch = torch.cat([repeated_tokens(model, length, n_repeats, seed + 1 + i, low=low, high=high) for i in range(n_reference)])
+        reference = reference_activations(model, batch, [("head", L, 0) for L in range(n_layers)])
+    generator = np.random.default_rng(draw_seed)
+    draws = [random_heads_like(top, n_layers, n_heads, generator) for _ in range(n_draws)]
+    loss_top = _loss_with(model, tokens, top, method, reference)
+    randoms = []
+    for i, heads in enumerate(draws):
+        if on_progress:
+            on_progress((i + 1) / (n_draws + 1), f"random draw {i + 1} of {n_draws}")
+        randoms.append(_loss_with(model, tokens, heads, method, reference))
+    if on_progress:
+        on_progress(1.0, "done")
+    return AblationEvidence(
+        method=method, length=length, top=tuple(head_label(*h) for h in top),
+        random_sets=tuple(tuple(head_label(*h) for h in d) for d in draws),
+        loss_clean=scores.loss, loss_top=loss_top, loss_random=np.stack(randoms),
+    )
+
+
+# --- evidence 2: K-composition in the weights ---------------------------------------------
+def _k_composition(W_V: torch.Tensor, W_O: torch.Tensor, W_Q: torch.Tensor, W_K: torch.Tensor) -> torch.Tensor:
+    """``||W_V W_O W_K W_Q^T||_F / (||W_V W_O||_F ||W_Q W_K^T||_F)`` without building d_model^2 matrices.
+
+    Args:
+        W_V: ``(..., d_model, d_head)`` and W_O ``(..., d_head, d_model)`` of the earlier heads;
+        W_Q, W_K: ``(d_model, d_head)`` of the later head.
+
+    Returns:
+        ``(...)`` scores. Uses ``||A M C||_F^2 = tr(M^T (A^T A) M (C C^T))``.
+    """
+    G_V = W_V.transpose(-1, -2) @ W_V  # (..., d_head, d_head)
+    G_Q, G_K = W_Q.T @ W_Q, W_K.T @ W_K
+    M = W_O @ W_K  # (..., d_head, d_head): the earlier head's output read by the later head's key
+    num = ((M.transpose(-1, -2) @ G_V @ M) * G_Q).sum((-1, -2))
+    ov = (G_V * (W_O @ W_O.transpose(-1, -2))).sum((-1, -2))
+    qk = (G_Q * G_K).sum()
+    return (num.clamp_min(0) / (ov * qk)).sqrt()
+
+
+@dataclass(frozen=True)
+class KComposition:
+    """K-composition of every earlier head into one later head.
+
+    Attributes:
+        layer, head: the later (induction) head.
+        scores: ``(layer, head)``; NaN for heads in layers ``>= layer`` (they cannot feed it).
+        baseline_mean / baseline_std: the same score for random Gaussian matrices of the same shapes.
+        fold_norm: whether each block's norm weight was folded into W_V and W_Q/W_K.
+    """
+
+    layer: int
+    head: int
+    scores: np.ndarray
+    baseline_mean: float
+    baseline_std: float
+    fold_norm: bool
+
+    def to_json(self) -> dict:
+        return {"layer": self.layer, "head": self.head, "k_composition": self.scores,
+                "baseline_mean": self.baseline_mean, "baseline_std": self.baseline_std, "fold_norm": self.fold_norm}
+
+
+def _qk(model: LoadedModel, layer: int, head: int, fold_norm: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One head's ``W_Q, W_K (d_model, d_head)`` in float64, the block's norm weight folded in (it scales the input)."""
+    b = model.weights.blocks[layer]
+    scale = b.ln1_w.double().cpu()[:, None] if fold_norm else 1.0
+    return b.W_Q[head].double().cpu() * scale, b.W_K[head].double().cpu() * scale
+
+
+def _ov(model: LoadedModel, layer: int, fold_norm: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A block's ``W_V (head, d_model, d_head)`` (norm weight folded in) and ``W_O (head, d_head, d_model)``."""
+    b = model.weights.blocks[layer]
+    scale = b.ln1_w.double().cpu()[None, :, None] if fold_norm else 1.0
+    return b.W_V.double().cpu() * scale, b.W_O.double().cpu()
+
+
+def random_baseline(d_model: int, d_head: int, n_samples: int = 64, seed: int = 0) -> tuple[float, float]:
+    """Mean and std of the K-composition score for Gaussian matrices of the heads' shapes."""
+    g = torch.Generator().manual_seed(seed)
+    W_V, W_Q, W_K = (torch.randn(n_samples, d_model, d_head, generator=g, dtype=torch.float64) for _ in range(3))
+    W_O = torch.randn(n_samples, d_head, d_model, generator=g, dtype=torch.float64)
+    scores = torch.stack([_k_composition(W_V[i], W_O[i], W_Q[i], W_K[i]) for i in range(n_samples)])
+    return float(scores.mean()), float(scores.std())
+
+
+def k_composition(model: LoadedModel, layer: int, head: int, *, fold_norm: bool = True) -> KComposition:
+    """K-composition scores of every head in layers ``< layer`` into head ``(layer, head)``."""
+    check_index("layer", layer, model.info.n_layers)
+    check_index("head", head, model.info.n_heads)
+    W_Q, W_K = _qk(model, layer, head, fold_norm)
+    scores = torch.full((model.info.n_layers, model.info.n_heads), float("nan"), dtype=torch.float64)
+    for early in range(layer):
+        scores[early] = _k_composition(*_ov(model, early, fold_norm), W_Q, W_K)
+    mean, std = random_baseline(model.info.d_model, model.info.d_head)
+    return KComposition(layer, head, scores.numpy(), mean, std, fold_norm)
+
+
+def k_composition_pairs(model: LoadedModel, sources: list[tuple[int, int]], targets: list[tuple[int, int]], *,
+                        fold_norm: bool = True) -> np.ndarray:
+    """``(len(sources), len(targets))`` K-composition scores; NaN where the source is not earlier."""
+    out = np.full((len(sources), len(targets)), np.nan)
+    for j, (tl, th) in enumerate(targets):
+        W_Q, W_K = _qk(model, tl, th, fold_norm)
+        for i, (sl, sh) in enumerate(sources):
+            if sl < tl:
+                W_V, W_O = _ov(model, sl, fold_norm)
+                out[i, j] = float(_k_composition(W_V[sh], W_O[sh], W_Q, W_K))
+    return out

@@ -70,8 +70,7 @@ def free_port() -> int:
 
 def start_server(port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-         "--server.port", str(port)],
+        [sys.executable, "-m", "ui.serve", "--server.headless", "true", "--server.port", str(port)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )

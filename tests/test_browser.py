@@ -92,6 +92,20 @@ CHART_SELECTOR = "[data-testid='stVegaLiteChart'], [data-testid='stArrowVegaLite
 SLUGS = [page_slug(p) for p in page_files()]
 
 
+def test_shared_link_to_a_page_on_a_fresh_server(server, browser):
+    """The first visit of a fresh server, straight to a page's link, still gets app.py's sidebar."""
+    page = browser.new_page()
+    try:
+        page.goto(f"{server}/{SLUGS[-1]}?prompt=The%20cat%20sat", timeout=60_000)
+        wait_idle(page)
+        prompt = page.query_selector("[data-testid='stSidebar'] textarea")
+        assert prompt is not None and prompt.input_value() == "The cat sat"
+        nav = page.inner_text("[data-testid='stSidebarNav']")
+        assert "Home" in nav and "app" not in nav.split()
+    finally:
+        page.close()
+
+
 @pytest.mark.parametrize("slug", SLUGS)
 def test_page_renders_first_preset(server, browser, slug):
     """Each page, opened fresh on the default model, draws a chart and shows no error."""

@@ -281,7 +281,7 @@ else:
         with column:
             chart = heatmap(df, "head", "layer", "score", scheme="viridis", domain=(0, top), title=f"{kind.upper()}-composition",
                             tooltip=["from", alt.Tooltip("score:Q", format=".3f"), alt.Tooltip("× baseline:Q", format=".2f")],
-                            ).properties(height=alt.Step(12))
+                            ).properties(height=alt.Step(min(40, max(12, 160 // layer)))).configure_legend(orient="bottom")
             page.show_chart(chart, df, f"composition_{kind}")
     st.caption(f"Each cell: an earlier head's composition score into {name}; random baseline {comp.baseline['q']:.3f} "
                f"(mean of {comp.n_random} random pairs). {layer * info.n_heads} earlier heads × 3 kinds: {took(comp.seconds)}.")

@@ -52,9 +52,9 @@ class TunedLensError(WorkbenchError):
 class TrainConfig:
     """How a tuned lens is trained. The defaults fit SmolLM2-135M in a few minutes on 2 CPU cores."""
 
-    n_train_seqs: int = 96  # sequences sampled for training
-    n_heldout_seqs: int = 6  # further sequences, never trained on, for the reported KL
-    seq_len: int = 64  # tokens per sequence, BOS included (BOS itself is not trained on)
+    n_train_seqs: int = 160  # sequences sampled for training
+    n_heldout_seqs: int = 8  # further sequences, never trained on, for the reported KL
+    seq_len: int = 32  # tokens per sequence, BOS included (BOS itself is not trained on)
     ridge: float = 0.01  # closed-form stage: ridge strength towards identity, times mean diag(X^T X)
     kl_steps: int = 40  # Adam steps on the KL after the closed-form fit (0 = closed form only)
     batch_tokens: int = 128  # tokens per Adam step

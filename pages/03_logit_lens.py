@@ -64,6 +64,11 @@ def cached_estimate(spec: str, quick: bool) -> float:
     return estimate_seconds(state.get_model(spec), QUICK if quick else TrainConfig())
 
 
+def visible(token: str) -> str:
+    """Whitespace made visible in a small cell: spaces as ·, newlines as ↵."""
+    return token.replace(" ", "·").replace("\n", "↵").replace("\t", "⇥") or "∅"
+
+
 def cell_frame(result: LensResult, rows: list[int]) -> pd.DataFrame:
     """One row per (layer, position): the top token, its probability, and the top-k as text."""
     records = []
@@ -72,7 +77,7 @@ def cell_frame(result: LensResult, rows: list[int]) -> pd.DataFrame:
             guesses = " · ".join(f"{t!r} {p:.0%}" for t, p in zip(result.top_tokens[b, i], result.top_probs[b, i]))
             records.append({
                 "layer": result.layers[b], "position": f"{i}: {tok!r}", "top token": str(result.top_tokens[b, i, 0]),
-                "cell": repr(str(result.top_tokens[b, i, 0]))[1:-1][:9], "prob": float(result.top_probs[b, i, 0]),
+                "cell": visible(str(result.top_tokens[b, i, 0]))[:9], "prob": float(result.top_probs[b, i, 0]),
                 "top-k": guesses, "KL to final": float(result.kl_to_final[b, i]), "entropy": float(result.entropy[b, i]),
             })
     return pd.DataFrame(records)
@@ -216,14 +221,16 @@ if tracked:
         return alt.Chart(line_df).mark_line(point=True).encode(
             x=alt.X("layer:N", sort=list(logit.layers), title="layer boundary"),
             y=alt.Y(f"{field}:Q", scale=scale or alt.Scale(), title=field),
-            color=alt.Color("lens:N", title=None),
+            color=alt.Color("lens:N", title=None, legend=alt.Legend(orient="bottom")),
             tooltip=["lens", "layer", alt.Tooltip("probability:Q", format=".2%"), alt.Tooltip("log-probability:Q", format=".2f"), "rank"],
-        ).properties(height=220, width=330)
+        ).properties(height=220)
 
-    chart = alt.hconcat(line("probability", alt.Scale(domain=[0, 1])), line("log-probability"),
-                        line("rank", alt.Scale(type="log", reverse=True)))
-    page.show_chart(chart, line_df, "lens_target",
-                    caption="Rank 1 = the lens's top token (log scale, best at the top). Same position, same token, every layer.")
+    specs = [("probability", alt.Scale(domain=[0, 1]), "Probability of the token."),
+             ("log-probability", None, "Log-probability: shows movement while the probability is still tiny."),
+             ("rank", alt.Scale(type="log", reverse=True), "Rank 1 = the lens's top token (log scale, best at the top).")]
+    for column, (field, scale, caption) in zip(st.columns(3), specs):
+        with column:
+            page.show_chart(line(field, scale), line_df, f"lens_target_{field.replace('-', '_')}", caption=caption)
 
 # --- the table for one position ------------------------------------------------------------------
 st.subheader(f"Top-{top_k} tokens at every layer, position {position}")

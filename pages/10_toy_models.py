@@ -244,8 +244,9 @@ def copying_view(result: object) -> None:
     )
     show_chart(chart, long, "toy_head_scores",
                caption="Induction = attention from a query to the token right after the previous occurrence of its own token "
-                       "(one period back plus one), over the positions where accuracy is counted. Expect a layer-0 "
-                       "previous-token head and a layer-1 induction head.")
+                       "(one period back plus one), over the positions where accuracy is counted. The textbook circuit is a "
+                       "layer-0 previous-token head feeding a layer-1 induction head; a periodic pattern can also be "
+                       "copied from any earlier period, which 'on earlier copies of the answer' counts.")
     tokens = [f"{i}:{t}" for i, t in enumerate(result.example_tokens)]
     frames = []
     for layer in range(result.example_patterns.shape[0]):

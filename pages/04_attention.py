@@ -124,7 +124,7 @@ caution(
     "or ablate the head."
 )
 if Path(PATCHING_PAGE).is_file():
-    st.page_link(PATCHING_PAGE, label="Activation patching and ablation: test whether a head matters", icon="🧪")
+    st.page_link(PATCHING_PAGE, label="Activation patching and ablation: test whether a head matters →")
 
 
 def pattern_chart(pattern: np.ndarray, title: str) -> tuple[alt.Chart, pd.DataFrame]:
@@ -135,7 +135,7 @@ def pattern_chart(pattern: np.ndarray, title: str) -> tuple[alt.Chart, pd.DataFr
         "query": [labels[i] for i in q.ravel()], "key": [labels[j] for j in k.ravel()],
         "weight": pattern.ravel().astype(float), "masked": (k > q).ravel(),
     })
-    size = min(max(18 * n_pos, 260), 720)
+    size = min(max(26 * n_pos, 260), 900)
     base = alt.Chart(df, title=title).encode(
         x=alt.X("key:O", sort=labels, title="key (attended to)", axis=alt.Axis(labelAngle=-45, labelLimit=120)),
         y=alt.Y("query:O", sort=labels, title="query (attending)", axis=alt.Axis(labelLimit=120)),
@@ -153,7 +153,9 @@ def pattern_chart(pattern: np.ndarray, title: str) -> tuple[alt.Chart, pd.DataFr
             text=alt.Text("weight:Q", format=".2f"),
             color=alt.condition("datum.weight > 0.5", alt.value("white"), alt.value("black")),
         ))
-    return alt.layer(*layers).properties(width=size, height=size), df.drop(columns="masked")
+    # fit-x: stretch to the page's width but keep `size` as the plot's own height (labels come on top)
+    chart = alt.layer(*layers).properties(width=size, height=size, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
+    return chart, df.drop(columns="masked")
 
 
 def show_one_head() -> None:
@@ -221,15 +223,16 @@ def show_one_layer() -> None:
 
 def default_token_pick(pick: tuple[str, str] | None) -> tuple[int, list[int]]:
     """The example's word pair (last occurrences) if given, else the last token and the key
-    (after the first) it attends to most, averaged over every head."""
+    (neither the first token nor itself) it attends to most, averaged over every head."""
     if pick:
         found = [max((i for i, t in enumerate(tokens) if t == word), default=None) for word in pick]
         if None not in found and found[1] <= found[0]:
             return found[0], [found[1]]
     query = n_pos - 1
-    mean = patterns.patterns[:, :, query, : query + 1].mean((0, 1))
-    key = int(np.argmax(mean[1:]) + 1) if query >= 1 else 0
-    return query, [key]
+    if query < 2:
+        return query, [0]
+    mean = patterns.patterns[:, :, query, 1:query].mean((0, 1))  # neither the first token nor itself
+    return query, [int(np.argmax(mean)) + 1]
 
 
 def current_query() -> int | None:
@@ -277,18 +280,25 @@ def scores_frame() -> pd.DataFrame:
 def show_head_jobs() -> None:
     df = scores_frame()
     height = max(180, 14 * n_layers)
+    width = min(max(12 * n_heads, 80), 120)  # five panels side by side must fit the page
+    defined = [name for name in SCORE_NAMES if df[name].notna().any()]
     charts = []
-    for name in SCORE_NAMES:
-        domain = (0.0, float(np.nanmax(df[name])) if df[name].notna().any() else 1.0) if name == "entropy" else (0.0, 1.0)
+    for i, name in enumerate(defined):
+        domain = (0.0, max(float(df[name].max()), 1e-6)) if name == "entropy" else (0.0, 1.0)
         scheme = "greens" if name == "entropy" else "viridis"
-        charts.append(heatmap(df.assign(score=df[name]), "head", "layer", "score", scheme=scheme, domain=domain,
-                              title=SCORE_LABELS[name], height=height,
-                              tooltip=["layer", "head", alt.Tooltip("score:Q", format=".3f", title=SCORE_LABELS[name])]))
-    chart = alt.hconcat(*charts).resolve_scale(color="independent").configure_legend(orient="bottom")
+        panel = heatmap(df.assign(score=df[name]), "head", "layer", "score", scheme=scheme, domain=domain,
+                        title=SCORE_LABELS[name], height=height,
+                        tooltip=["layer", "head", alt.Tooltip("score:Q", format=".3f", title=SCORE_LABELS[name])])
+        panel = panel.properties(width=width).encode(
+            color=alt.Color("score:Q", scale=alt.Scale(scheme=scheme, domain=list(domain)), title=None),
+            y=alt.Y("layer:O", title="layer" if i == 0 else None),
+        )
+        charts.append(panel)
+    chart = alt.hconcat(*charts, spacing=12).resolve_scale(color="independent").configure_legend(orient="bottom", gradientLength=width)
     show_chart(chart, df, "head_scores", caption="Every head's score on this prompt, all from the same forward pass. "
                "Entropy: low = focused on one token, high = spread out.")
-    if df["duplicate_token"].isna().all():
-        st.info("No token repeats in this prompt, so duplicate-token and induction scores are undefined here. "
+    if len(defined) < len(SCORE_NAMES):
+        st.info("No token repeats in this prompt, so duplicate-token and induction scores are undefined here (not drawn). "
                 "Try the *Repeated text* example.")
     st.markdown("**Top heads** (click a row to open its pattern)")
     cols = st.columns(len(SCORE_NAMES))

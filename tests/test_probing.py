@@ -263,7 +263,7 @@ class TestPage:
     def app(self, tiny_model_dirs) -> AppTest:
         at = AppTest.from_file(APP, default_timeout=180)
         at.query_params["model"] = str(tiny_model_dirs["gpt2"])
-        at.query_params["probe_folds"] = "3"
+        at.run()
         at.switch_page("pages/08_probing.py")
         return at
 
@@ -273,8 +273,12 @@ class TestPage:
         assert [e.value for e in app.error] == []
         assert len(app.get("vega_lite_chart")) + len(app.get("arrow_vega_lite_chart")) >= 2
 
-    def test_bad_upload_shows_error(self, app, tiny_model_dirs):
-        app.query_params["probe_set"] = "upload"
+    def test_bad_upload_shows_error(self, app):
+        """Choosing 'upload' without a file asks for one; a malformed pasted CSV shows an error box."""
         app.run()
+        app.selectbox(key="probe_set").set_value("upload").run()
         assert not app.exception
-        assert any("upload" in i.value.lower() for i in app.info)
+        assert any("Upload a CSV" in i.value for i in app.info)
+        app.text_area(key="probe_paste").set_value("text,labels\n" + "the cat,DET NOUN\n" * 11 + "the dog sat,DET NOUN\n").run()
+        assert not app.exception
+        assert any("row 13 has 3 words but 2 labels" in e.value for e in app.error)

@@ -206,7 +206,7 @@ def show_one_layer() -> None:
     df = pd.concat(rows, ignore_index=True)
     df["panel"] = [f"H{h}" + (" (selected)" if h == head else "") for h in df["head"]]
     panels = [f"H{h}" + (" (selected)" if h == head else "") for h in range(n_heads)]
-    side = 150 if n_pos <= 40 else 200
+    side = 140  # six panels a row fit the wide layout
     chart = alt.Chart(df).mark_rect().encode(
         x=alt.X("key_pos:O", axis=None), y=alt.Y("query_pos:O", axis=None),
         color=alt.Color("weight:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="attention"),

@@ -235,6 +235,7 @@ class TestPage:
         assert not page.exception
         layer, head = (int(x) for x in choice.split(": L")[1].split(" ")[0].split("H"))
         assert (page.slider(key="attn_layer").value, page.slider(key="attn_head").value) == (layer, head)
+        assert page.session_state["attn_view"] == "One head"  # the tab with the enlarged pattern opens
 
     def test_future_key_shows_error(self, page):
         page.run()

@@ -148,7 +148,7 @@ def pattern_chart(pattern: np.ndarray, tokens: tuple[str, ...], mask: np.ndarray
     )
     cells = base.mark_rect().encode(color=alt.Color("attention:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1])))
     outline = base.transform_filter(alt.datum.target).mark_rect(fill=None, stroke="red", strokeWidth=1)
-    return (cells + outline).properties(height=min(520, max(240, 6 * n))), df
+    return (cells + outline).properties(height=min(560, max(300, 12 * n))), df
 
 
 stripe = np.zeros_like(result.patterns[layer, head], dtype=bool)
@@ -215,10 +215,11 @@ else:
     })
     bars["kind"] = ["intact", "induction heads"] + ["random heads"] * len(rnd)
     chart = alt.Chart(bars).mark_bar().encode(
-        x=alt.X("loss:Q", title="mean loss on the repeated part (nats)"), y=alt.Y("ablated:N", sort=None, title=""),
+        x=alt.X("loss:Q", title="mean loss on the repeated part (nats)"),
+        y=alt.Y("ablated:N", sort=None, title="", axis=alt.Axis(labelOverlap=False, labelLimit=200)),
         color=alt.Color("kind:N", title=""), tooltip=["ablated", "heads", alt.Tooltip("loss:Q", format=".3f")],
     )
-    show_chart(chart.properties(height=40 + 22 * len(bars)), bars, "induction_ablation",
+    show_chart(chart.properties(height=50 + 30 * len(bars)), bars, "induction_ablation",
                caption=f"{method.capitalize()} ablation of each head's output (hook_z) on the same sequence as above.")
     explain("If the named heads really do the copying, knocking them out brings the repeated part's loss back up "
             "towards the first copy's, while as many other heads from the same layers barely move it. "

@@ -47,8 +47,8 @@ class TestExactPatching:
     @pytest.mark.parametrize("target", TARGETS)
     def test_batched_equals_naive_loop(self, tiny_model, target):
         """Every cell of the batched, start-at-layer grid equals one full forward per cell."""
-        pair = prepare_pair(tiny_model, CLEAN, CORRUPT, " Mary", " John")
-        fast = exact_patching(tiny_model, pair, target, chunk_size=7)  # chunks that split a layer
+        pair = prepare_pair(tiny_model, "The cat sat on the mat", "The dog sat on the mat", " Mary", " John")
+        fast = exact_patching(tiny_model, pair, target, chunk_size=5)  # chunks that split a layer
         slow = naive_patching(tiny_model, pair, target)
         np.testing.assert_allclose(fast.patched, slow.patched, **TOL)
         np.testing.assert_allclose(fast.grid, slow.grid, atol=1e-4)
@@ -83,7 +83,7 @@ class TestExactPatching:
 
     def test_last_token_pair_restores_fully_at_every_layer(self, tiny_llama):
         """Prompts differing only in the last token: patching resid_pre there at any layer gives the clean run."""
-        pair = prepare_pair(tiny_llama, "The cat sat on the mat", "The cat sat on the log", " The", " One")
+        pair = prepare_pair(tiny_llama, "The cat sat on the mat", "The cat sat on the log", " Mary", " John")
         grid = exact_patching(tiny_llama, pair, "resid_pre").grid
         np.testing.assert_allclose(grid[:, -1], 1.0, atol=1e-4)
         np.testing.assert_allclose(grid[:, :-1], 0.0, atol=1e-4)
@@ -213,20 +213,23 @@ def _charts(at: AppTest) -> list:
     return list(at.get("vega_lite_chart")) + list(at.get("arrow_vega_lite_chart"))
 
 
+def _page(tiny_model_dirs) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
+    at.query_params["model"] = str(tiny_model_dirs["gpt2"])
+    at.session_state["model"] = str(tiny_model_dirs["gpt2"])  # switch_page drops query params
+    return at.switch_page("pages/06_activation_patching.py").run()
+
+
 class TestPage:
     def test_renders_with_grid_and_metrics(self, tiny_model_dirs):
-        at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
-        at.query_params["model"] = str(tiny_model_dirs["gpt2"])
-        at.switch_page("pages/06_activation_patching.py").run()
+        at = _page(tiny_model_dirs)
         assert not at.exception
         assert [e.value for e in at.error] == []
         assert len(_charts(at)) >= 1
         assert any("Clean" in m.label for m in at.metric)
 
     def test_unequal_lengths_show_error(self, tiny_model_dirs):
-        at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
-        at.query_params["model"] = str(tiny_model_dirs["gpt2"])
-        at.switch_page("pages/06_activation_patching.py").run()
+        at = _page(tiny_model_dirs)
         at.text_input(key="patch_corrupt").set_value("When Mary went to").run()
         assert not at.exception
         assert any("same number of tokens" in e.value for e in at.error)

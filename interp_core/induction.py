@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -383,6 +384,7 @@ def _ov(model: LoadedModel, layer: int, fold_norm: bool) -> tuple[torch.Tensor, 
     return b.W_V.double().cpu() * scale, b.W_O.double().cpu()
 
 
+@lru_cache(maxsize=16)  # depends only on the shapes
 def random_baseline(d_model: int, d_head: int, n_samples: int = 64, seed: int = 0) -> tuple[float, float]:
     """Mean and std of the K-composition score for Gaussian matrices of the heads' shapes."""
     g = torch.Generator().manual_seed(seed)

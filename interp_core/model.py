@@ -228,12 +228,16 @@ class LoadedModel:
         hooks: HookList = (),
         last_position_only: bool = True,
         grad: bool = False,
+        end_layer: int | None = None,
     ) -> torch.Tensor:
         """Continue a forward pass from ``blocks.{start_layer}.hook_resid_pre``.
 
         Args:
             resid: ``(batch, pos, d_model)``, the residual entering block ``start_layer``.
             context: from :meth:`layer_context` on a prompt of the same length.
+
+            end_layer: stop before this block and return the residual entering it,
+                ``(batch, pos, d_model)``, instead of logits.
 
         Returns:
             logits ``(batch, 1 or pos, d_vocab)``, equal to a full forward's logits when
@@ -243,9 +247,11 @@ class LoadedModel:
             raise ValueError(f"resid has {resid.shape[1]} positions but the context was recorded for {context.n_pos}.")
         with self.lock, attached(self.adapter, hooks), torch.set_grad_enabled(grad):
             x = resid.to(self.device)
-            for block in self.adapter.layers[start_layer:]:
+            for block in self.adapter.layers[start_layer:end_layer]:
                 out = block(x, *context.args, **context.kwargs)
                 x = out[0] if isinstance(out, tuple) else out
+            if end_layer is not None:
+                return x
             if last_position_only:
                 x = x[:, -1:]
             return self.unembed(self.adapter.final_norm(x))

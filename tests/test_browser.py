@@ -75,10 +75,19 @@ def browser():
         b.close()
 
 
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+
 def wait_idle(page, timeout: int = PAGE_TIMEOUT_MS) -> None:
-    """Wait until Streamlit has finished running the script."""
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout)
-    page.wait_for_timeout(500)  # let charts paint
+    """Wait until Streamlit has finished running the script and stayed idle for a second
+    (a page may rerun itself once after its first run, e.g. to apply a preset)."""
+    deadline = time.time() + timeout / 1000
+    while time.time() < deadline:
+        page.wait_for_selector(IDLE, timeout=timeout)
+        page.wait_for_timeout(1000)
+        if page.query_selector(IDLE) is not None and not page.query_selector_all("[data-stale='true']"):
+            return
+    raise TimeoutError("the page kept running")
 
 
 def page_problems(page) -> list[str]:
@@ -110,7 +119,7 @@ def test_shared_link_to_a_page_on_a_fresh_server(server, browser):
 def test_page_renders_first_preset(server, browser, slug):
     """Each page, opened fresh on the default model, draws a chart and shows no error."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": 1400, "height": 2600})
     try:
         page.goto(f"{server}/{'' if slug == SLUGS[0] else slug}", timeout=60_000)
         wait_idle(page)

@@ -277,8 +277,11 @@ class TestPage:
         at = AppTest.from_file(APP, default_timeout=120)
         at.query_params["model"] = str(tiny_model_dirs["gpt2"])
         at.run()
+        at.session_state["model"] = str(tiny_model_dirs["gpt2"])  # switch_page drops query params
         at.switch_page(PAGE)
-        return at.run()
+        at.run()
+        assert at.session_state["model"] == str(tiny_model_dirs["gpt2"])  # the tiny model, not the default
+        return at
 
     def test_renders(self, app):
         """The page shows its charts (copying grid, eigenvalues, QK, composition) without errors."""

@@ -157,6 +157,7 @@ class TestPage:
     def app(self, tiny_model_dirs) -> AppTest:
         at = AppTest.from_file(APP, default_timeout=120)
         at.query_params["model"] = str(tiny_model_dirs["gpt2"])
+        at.session_state["model"] = str(tiny_model_dirs["gpt2"])  # switch_page drops query params
         at.switch_page(PAGE)
         return at
 

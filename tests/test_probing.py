@@ -264,6 +264,7 @@ class TestPage:
         at = AppTest.from_file(APP, default_timeout=180)
         at.query_params["model"] = str(tiny_model_dirs["gpt2"])
         at.run()
+        at.session_state["model"] = str(tiny_model_dirs["gpt2"])  # switch_page drops query params
         at.switch_page("pages/08_probing.py")
         return at
 

@@ -189,6 +189,7 @@ class TestPage:
 
         at = AppTest.from_file(str(APP), default_timeout=120)
         at.query_params["model"] = str(tiny_model_dirs["gpt2"])
+        at.session_state["model"] = str(tiny_model_dirs["gpt2"])  # switch_page drops query params
         at.switch_page("pages/10_toy_models.py")
         return at
 

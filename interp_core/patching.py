@@ -234,12 +234,12 @@ def _cell_hook(target: str, clean: torch.Tensor, cells: Sequence[tuple[int, ...]
 
 
 def _caches(model: LoadedModel, pair: PatchPair, target: str) -> tuple[float, float, dict, dict]:
-    """Clean and corrupted metrics, the clean target activations, the corrupted residuals."""
+    """Clean and corrupted metrics, the clean target activations, the corrupted residuals and target activations."""
     n_layers = model.info.n_layers
     point = POINT_OF[target]
     clean_logits, clean_cache = model.run_with_cache(pair.clean_tokens, [hook_name(point, layer) for layer in range(n_layers)])
-    resid_names = [hook_name("hook_resid_pre", layer) for layer in range(n_layers)]
-    corrupt_logits, corrupt_cache = model.run_with_cache(pair.corrupt_tokens, resid_names)
+    names = {hook_name(p, layer) for p in ("hook_resid_pre", point) for layer in range(n_layers)}
+    corrupt_logits, corrupt_cache = model.run_with_cache(pair.corrupt_tokens, sorted(names))
     clean_metric = float(logit_diff(clean_logits, pair.answer_id, pair.wrong_id)[0])
     corrupt_metric = float(logit_diff(corrupt_logits, pair.answer_id, pair.wrong_id)[0])
     return clean_metric, corrupt_metric, clean_cache, corrupt_cache
@@ -273,24 +273,47 @@ def exact_patching(
     check_target(target)
     clean_metric, corrupt_metric, clean_cache, corrupt_cache = _caches(model, pair, target)
     context = model.layer_context(pair.corrupt_tokens)
-    cells = layer_cells(model, pair, target)
+    all_cells = layer_cells(model, pair, target)
     n_layers = model.info.n_layers
-    work_total, work_done = sum(len(cells) * (layer + 1) for layer in range(n_layers)), 0
+    # A cell whose clean and corrupted values are identical (e.g. every position before the first
+    # token that differs) cannot change anything: its result is the corrupted metric, exactly.
+    changed = [[i for i, cell in enumerate(all_cells) if not _same_at(target, layer, cell, clean_cache, corrupt_cache)]
+               for layer in range(n_layers)]
+    work_total = sum(len(changed[layer]) * (n_layers - layer) for layer in range(n_layers)) or 1
+    work_done = 0
     active: list[torch.Tensor] = []  # (rows, pos, d_model) residuals entering the current block
     for layer in range(n_layers):
+        cells = [all_cells[i] for i in changed[layer]]
         joining = _joining_rows(model, context, target, layer, cells, clean_cache, corrupt_cache, chunk_size)
         if target == "resid_pre":
             active.append(joining)  # patched before block L: it runs block L with the others
         active = _run_block(model, context, active, layer, chunk_size)
         if target != "resid_pre":
             active.append(joining)  # already through block L, with the patch applied inside it
-        work_done += len(cells) * (layer + 1)
+        work_done += sum(len(changed[start]) for start in range(layer + 1))
         if on_progress is not None:
-            on_progress(work_done / work_total, f"block {layer + 1} of {n_layers}")
-    rows = torch.cat(active)  # row order: layer-major, then cell, as in layer_cells
-    logits = torch.cat([model.unembed(model.apply_final_norm(chunk[:, -1:])) for chunk in rows.split(chunk_size)])
-    out = logit_diff(logits, pair.answer_id, pair.wrong_id).cpu().numpy().reshape(n_layers, len(cells))
+            on_progress(min(work_done / work_total, 1.0), f"block {layer + 1} of {n_layers}")
+    out = np.full((n_layers, len(all_cells)), corrupt_metric)
+    rows = torch.cat(active) if active else None  # row order: layer-major, then cell, as in `changed`
+    if rows is not None and len(rows):
+        logits = torch.cat([model.unembed(model.apply_final_norm(chunk[:, -1:])) for chunk in rows.split(chunk_size)])
+        values = logit_diff(logits, pair.answer_id, pair.wrong_id).cpu().numpy()
+        flat_index = [layer * len(all_cells) + i for layer in range(n_layers) for i in changed[layer]]
+        out.reshape(-1)[flat_index] = values
     return make_result(model, pair, target, "exact", _to_grid(out, model, pair, target), clean_metric, corrupt_metric)
+
+
+def _same_at(target: str, layer: int, cell: tuple[int, ...], clean_cache: dict, corrupt_cache: dict) -> bool:
+    """Whether the clean and corrupted runs hold identical values at this cell."""
+    name = hook_name(POINT_OF[target], layer)
+    clean, corrupt = clean_cache[name][0], corrupt_cache[name][0]  # (pos, d_model) or (pos, head, d_head)
+    if target == "head_out":
+        index: tuple = (slice(None), cell[0])
+    elif target == "head_out_by_pos":
+        index = (cell[1], cell[0])
+    else:
+        index = (cell[0],)
+    return bool(torch.equal(clean[index], corrupt[index]))
 
 
 def _joining_rows(model: LoadedModel, context: object, target: str, layer: int, cells: list, clean_cache: dict,
@@ -299,6 +322,8 @@ def _joining_rows(model: LoadedModel, context: object, target: str, layer: int, 
     for ``resid_pre``, leaving it (patched inside) for the other targets."""
     resid = corrupt_cache[hook_name("hook_resid_pre", layer)].expand(len(cells), -1, -1)
     clean = clean_cache[hook_name(POINT_OF[target], layer)]
+    if not cells:
+        return resid  # (0, pos, d_model): nothing of this layer changes
     if target == "resid_pre":
         return write_cells(target, resid, clean, cells)
     outs = []
@@ -310,9 +335,9 @@ def _joining_rows(model: LoadedModel, context: object, target: str, layer: int, 
 
 def _run_block(model: LoadedModel, context: object, active: list[torch.Tensor], layer: int, chunk_size: int) -> list[torch.Tensor]:
     """Run block ``layer`` over every active row, ``chunk_size`` rows at a time."""
-    if not active:
+    rows = torch.cat(active) if active else None
+    if rows is None or len(rows) == 0:
         return []
-    rows = torch.cat(active)
     return [model.run_blocks(chunk, layer, context, end_layer=layer + 1) for chunk in rows.split(chunk_size)]
 
 

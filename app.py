@@ -72,6 +72,7 @@ def report_download() -> None:
             file_name=f"{title.lower().replace(' ', '_')}_report.html",
             mime="text/html",
             key="report_download",
+            on_click="ignore",
             help="Every chart on this page with its data, in one HTML file that opens offline.",
         )
 

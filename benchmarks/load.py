@@ -2,7 +2,7 @@
 
 Phase 1 starts a fresh server and opens N sessions at once (headless Chromium, one browser
 context each), every session a different page and input; each waits for its page to finish,
-records the latency, and downloads the page's first chart data (the "Download JSON" button).
+records the latency, and downloads the data of the page's first charts ("Download JSON").
 Phase 2 restarts the server (so no cached result is reused) and runs every scenario alone,
 one after another. Every concurrent session's data must equal its solo run: a hook or a
 cache leaking between sessions would show up as a mismatch. Prints p50/p95 latency per page
@@ -42,6 +42,7 @@ PROMPTS = [
     "The capital of Italy is",
     "Alice and Bob talked about the weather and",
 ]
+MAX_DOWNLOADS = 4  # chart data files compared per session (keyed by file name)
 # (page slug, extra query parameters); the prompt is varied per session on top of these.
 PAGES: list[tuple[str, dict[str, str]]] = [
     ("", {}),
@@ -110,11 +111,14 @@ async def run_session(browser, base: str, page_name: str, path: str, timeout_ms:
         problems = await page.query_selector_all("[data-testid='stException'], [data-testid='stAlertContentError']")
         if problems:
             return Outcome(page_name, path, seconds, None, (await problems[0].inner_text())[:200])
-        button = page.get_by_role("button", name="Download JSON").first
-        async with page.expect_download(timeout=60_000) as info:
-            await button.click()
-        download = await info.value
-        data = json.loads(Path(await download.path()).read_text())
+        data = {}
+        buttons = page.get_by_role("button", name="Download JSON")
+        for i in range(min(await buttons.count(), MAX_DOWNLOADS)):
+            async with page.expect_download(timeout=60_000) as info:
+                await buttons.nth(i).click()
+            download = await info.value
+            await page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
+            data[download.suggested_filename] = json.loads(Path(await download.path()).read_text())
         return Outcome(page_name, path, seconds, data, None)
     except Exception as error:  # any failure of a session is counted, not raised
         return Outcome(page_name, path, time.perf_counter() - started, None, f"{type(error).__name__}: {str(error)[:200]}")
@@ -143,6 +147,27 @@ def same(a: object, b: object, tol: float = 1e-6) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol * max(1.0, abs(a), abs(b))
     return a == b
+
+
+def first_difference(a: object, b: object, path: str = "", tol: float = 1e-6) -> str:
+    """Where two JSON values first differ, as ``path: a != b`` (empty if they are the same)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if k not in a or k not in b:
+                return f"{path}.{k}: missing on one side"
+            found = first_difference(a[k], b[k], f"{path}.{k}", tol)
+            if found:
+                return found
+        return ""
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path}: length {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = first_difference(x, y, f"{path}[{i}]", tol)
+            if found:
+                return found
+        return ""
+    return "" if same(a, b, tol) else f"{path}: {str(a)[:60]} != {str(b)[:60]}"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -177,7 +202,7 @@ def main() -> int:
         if conc.error or solo.error:
             failures.append(f"{conc.url}: concurrent error={conc.error!r} solo error={solo.error!r}")
         elif not same(conc.data, solo.data):
-            failures.append(f"{conc.url}: concurrent data differs from the solo run")
+            failures.append(f"{conc.url}: concurrent data differs from the solo run at {first_difference(conc.data, solo.data)}")
     print(f"{len(plan)} concurrent sessions on one server, {wall:.1f} s wall")
     print(f"{'page':28s} {'n':>3s} {'p50 s':>8s} {'p95 s':>8s} {'solo p50 s':>11s}")
     for name in dict.fromkeys(o.page for o in together):

@@ -55,7 +55,9 @@ def download_buttons(df: pd.DataFrame, name: str, *, key: str | None = None) -> 
     """CSV and JSON downloads of ``df`` side by side."""
     key = key or name
     left, right = st.columns(2)
-    left.download_button("Download CSV", df.to_csv(index=False), f"{name}.csv", "text/csv", key=f"{key}-csv")
+    # on_click="ignore": a download must not rerun the page (and recompute or reset its view)
+    left.download_button("Download CSV", df.to_csv(index=False), f"{name}.csv", "text/csv", key=f"{key}-csv", on_click="ignore")
     right.download_button(
-        "Download JSON", json.dumps(df.to_dict(orient="records")), f"{name}.json", "application/json", key=f"{key}-json"
+        "Download JSON", json.dumps(df.to_dict(orient="records")), f"{name}.json", "application/json",
+        key=f"{key}-json", on_click="ignore",
     )

@@ -106,6 +106,10 @@ async def run_session(browser, base: str, page_name: str, path: str, timeout_ms:
     started = time.perf_counter()
     try:
         await page.goto(base + path, timeout=timeout_ms)
+        # the app reads as idle before its first run starts: wait for the page's title first
+        await page.wait_for_selector("[data-testid='stMain'] h1", timeout=timeout_ms)
+        await page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
+        await page.wait_for_timeout(1000)
         await page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
         seconds = time.perf_counter() - started
         problems = await page.query_selector_all("[data-testid='stException'], [data-testid='stAlertContentError']")

@@ -82,6 +82,7 @@ def wait_idle(page, timeout: int = PAGE_TIMEOUT_MS) -> None:
     """Wait until Streamlit has finished running the script and stayed idle for a second
     (a page may rerun itself once after its first run, e.g. to apply a preset)."""
     deadline = time.time() + timeout / 1000
+    page.wait_for_selector("[data-testid='stMain'] h1", timeout=timeout)  # idle also reads true before the first run
     while time.time() < deadline:
         page.wait_for_selector(IDLE, timeout=timeout)
         page.wait_for_timeout(1000)

@@ -158,7 +158,7 @@ def first_difference(a: object, b: object, path: str = "", tol: float = 1e-6) ->
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
             if k not in a or k not in b:
-                return f"{path}.{k}: missing on one side"
+                return f"{path}.{k}: only in the {'concurrent' if k in a else 'solo'} run"
             found = first_difference(a[k], b[k], f"{path}.{k}", tol)
             if found:
                 return found

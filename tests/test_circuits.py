@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from page_harness import open_page
 from scipy.optimize import linear_sum_assignment
 from streamlit.testing.v1 import AppTest
 
@@ -274,11 +275,7 @@ class TestCLI:
 class TestPage:
     @pytest.fixture()
     def app(self, tiny_model_dirs) -> AppTest:
-        at = AppTest.from_file(APP, default_timeout=120)
-        at.query_params["model"] = str(tiny_model_dirs["gpt2"])
-        at.run()
-        at.session_state["model"] = str(tiny_model_dirs["gpt2"])  # switch_page drops query params
-        at.switch_page(PAGE)
+        at = open_page(PAGE, tiny_model_dirs["gpt2"], run_home_first=True)
         at.run()
         assert at.session_state["model"] == str(tiny_model_dirs["gpt2"])  # the tiny model, not the default
         return at

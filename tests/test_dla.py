@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from page_harness import open_page
 from streamlit.testing.v1 import AppTest
 
 from interp_core.cli import main
@@ -155,11 +156,7 @@ class TestCli:
 class TestPage:
     @pytest.fixture()
     def app(self, tiny_model_dirs) -> AppTest:
-        at = AppTest.from_file(APP, default_timeout=120)
-        at.query_params["model"] = str(tiny_model_dirs["gpt2"])
-        at.session_state["model"] = str(tiny_model_dirs["gpt2"])  # switch_page drops query params
-        at.switch_page(PAGE)
-        return at
+        return open_page(PAGE, tiny_model_dirs["gpt2"])
 
     def test_renders_charts_and_closing_check(self, app):
         """Default view: component bars, head heatmap, source bars, and the check's metrics."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from page_harness import open_page
 from streamlit.testing.v1 import AppTest
 
 from interp_core import cli, load_model
@@ -260,12 +261,7 @@ class TestCli:
 class TestPage:
     @pytest.fixture()
     def page(self, tiny_model_dirs) -> AppTest:
-        at = AppTest.from_file(APP, default_timeout=120)
-        at.query_params["model"] = str(tiny_model_dirs["gpt2"])
-        at.session_state["model"] = str(tiny_model_dirs["gpt2"])  # switch_page drops query params
-        at.session_state["ind_len"] = 12
-        at.switch_page(PAGE)
-        return at
+        return open_page(PAGE, tiny_model_dirs["gpt2"], ind_len=12)
 
     def test_renders_and_ablates(self, page):
         """The page draws its charts; one click on Ablate adds the ablation chart."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from page_harness import open_page
 from streamlit.testing.v1 import AppTest
 
 from interp_core import cli, load_model
@@ -166,11 +167,7 @@ class TestCli:
 class TestPage:
     @pytest.fixture()
     def app(self, tiny_model_dirs, home) -> AppTest:
-        at = AppTest.from_file(APP, default_timeout=120)
-        at.query_params["model"] = str(tiny_model_dirs["gpt2"])
-        at.switch_page("pages/03_logit_lens.py")
-        at.session_state["model"] = str(tiny_model_dirs["gpt2"])  # the query parameter alone is lost by switch_page
-        return at
+        return open_page("pages/03_logit_lens.py", tiny_model_dirs["gpt2"])
 
     def test_renders_grid_and_target_charts(self, app):
         app.run()

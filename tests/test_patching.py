@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from page_harness import open_page
 from streamlit.testing.v1 import AppTest
 
 from interp_core.ablation import ablation_hooks
@@ -214,10 +215,7 @@ def _charts(at: AppTest) -> list:
 
 
 def _page(tiny_model_dirs) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
-    at.query_params["model"] = str(tiny_model_dirs["gpt2"])
-    at.session_state["model"] = str(tiny_model_dirs["gpt2"])  # switch_page drops query params
-    return at.switch_page("pages/06_activation_patching.py").run()
+    return open_page("pages/06_activation_patching.py", tiny_model_dirs["gpt2"], timeout=APP_TIMEOUT).run()
 
 
 class TestPage:

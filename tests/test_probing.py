@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from page_harness import open_page
 from streamlit.testing.v1 import AppTest
 
 from interp_core import WorkbenchError
@@ -261,12 +262,7 @@ def test_default_model_pos(default_model):
 class TestPage:
     @pytest.fixture()
     def app(self, tiny_model_dirs) -> AppTest:
-        at = AppTest.from_file(APP, default_timeout=180)
-        at.query_params["model"] = str(tiny_model_dirs["gpt2"])
-        at.run()
-        at.session_state["model"] = str(tiny_model_dirs["gpt2"])  # switch_page drops query params
-        at.switch_page("pages/08_probing.py")
-        return at
+        return open_page("pages/08_probing.py", tiny_model_dirs["gpt2"], timeout=180, run_home_first=True)
 
     def test_renders_accuracy_chart(self, app):
         app.run()

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from page_harness import open_page
 
 from interp_core import WorkbenchError, load_model
 from interp_core.cli import main
@@ -185,13 +186,7 @@ class TestCli:
 
 class TestPage:
     def _app(self, tiny_model_dirs: dict) -> object:
-        from streamlit.testing.v1 import AppTest
-
-        at = AppTest.from_file(str(APP), default_timeout=120)
-        at.query_params["model"] = str(tiny_model_dirs["gpt2"])
-        at.session_state["model"] = str(tiny_model_dirs["gpt2"])  # switch_page drops query params
-        at.switch_page("pages/10_toy_models.py")
-        return at
+        return open_page("pages/10_toy_models.py", tiny_model_dirs["gpt2"])
 
     def test_page_analyses_the_shipped_model(self, tiny_model_dirs: dict) -> None:
         """On first load the page shows the shipped reverse-increment analysis with charts and no error."""

@@ -56,7 +56,7 @@ def repeated_tokens(model: LoadedModel, length: int, n_repeats: int = 2, seed: i
     """``BOS + r * n_repeats`` with ``r`` = ``length`` ids drawn uniformly from ``[low, high)``.
 
     The range is clipped to the vocabulary; when nothing of it is left (tiny models) ids come
-    from the whole vocabulary. The BOS id itself is never drawn.
+    from the whole vocabulary. Special tokens (BOS, UNK, padding) are never drawn.
 
     Returns:
         ``(1, 1 + length * n_repeats)`` token ids.
@@ -75,7 +75,8 @@ def repeated_tokens(model: LoadedModel, length: int, n_repeats: int = 2, seed: i
     if low >= high - 1:
         low, high = 0, model.info.d_vocab
     bos = bos_id(model)
-    candidates = torch.tensor([i for i in range(low, high) if i != bos]) if low <= bos < high else torch.arange(low, high)
+    special = {bos, *(int(i) for i in getattr(model.tokenizer, "all_special_ids", []) or [])}
+    candidates = torch.tensor([i for i in range(low, high) if i not in special])
     generator = torch.Generator().manual_seed(int(seed))
     r = candidates[torch.randint(0, len(candidates), (length,), generator=generator)]
     return torch.cat([torch.tensor([bos]), r.repeat(n_repeats)])[None]

@@ -20,6 +20,10 @@ from interp_core.induction import (
     prompt_induction,
     run_repeated,
 )
+from interp_core.loading import TOY_PREFIX, toy_model_dir
+from interp_core.toy.analysis import example_prompt
+from interp_core.toy.tasks import TASKS
+from interp_core.toy.train import read_task_record
 from ui import state
 from ui.charts import grid_frame, heatmap
 from ui.jobs import cached_job, lookup
@@ -50,6 +54,23 @@ def cached_pairs(spec: str, sources: tuple, targets: tuple) -> np.ndarray:
     return k_composition_pairs(state.get_model(spec), list(sources), list(targets))
 
 
+def is_toy(spec: str) -> bool:
+    return spec.startswith(TOY_PREFIX)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def default_own_text(spec: str) -> str:
+    """English for real models; for a toy model, a holdout sequence of its task (toys read symbols, not words)."""
+    if is_toy(spec):
+        try:
+            record = read_task_record(toy_model_dir(spec))
+            if record and record.get("task") in TASKS:
+                return example_prompt(record["task"])
+        except WorkbenchError:
+            pass
+    return OWN_PROMPT
+
+
 def story() -> None:
     st.markdown(
         "**The two-layer story.** 1. A *previous-token head* writes \"the token before me was A\" into every position.  \n"
@@ -63,7 +84,13 @@ def story() -> None:
 controls, side = st.columns([3, 2])
 with controls:
     c1, c2, c3 = st.columns(3)
-    length = c1.slider("Tokens in the random sequence", 2, MAX_LENGTH, 50, key="ind_len", bind="query-params")
+    longest = max(2, min(MAX_LENGTH, (info.n_ctx - 1) // 2))  # two copies must fit the context (toy models: 41)
+    asked = st.session_state.get("ind_len")
+    if isinstance(asked, int) and asked > longest:  # e.g. a length kept from a model with a longer context
+        st.session_state["ind_len"] = longest
+        st.toast(f"{asked} tokens twice do not fit this model's context of {info.n_ctx}; using {longest}.")
+    length = c1.slider("Tokens in the random sequence", 2, longest, min(50, longest), key="ind_len", bind="query-params",
+                       help=f"BOS + copies x tokens must fit this model's context of {info.n_ctx}.")
     repeats = c2.slider("Copies", 2, 4, 2, key="ind_rep", bind="query-params")
     seed = int(c3.number_input("Seed", 0, 1_000_000, 0, key="ind_seed", bind="query-params"))
 with side:
@@ -160,7 +187,8 @@ show_chart(chart, df, "induction_head_pattern", caption="Red outlines: the induc
 
 # --- 3. the user's own prompt --------------------------------------------------------------------
 st.subheader("3 · Your own text")
-own = st.text_area("Text that repeats itself", OWN_PROMPT, key="ind_text", bind="query-params", height=80)
+own = st.text_area("Text that repeats itself", default_own_text(spec), key="ind_text_toy" if is_toy(spec) else "ind_text",
+                   bind="query-params", height=80)
 try:
     mine = cached_prompt(spec, own, layer, head)
 except WorkbenchError as error:
@@ -227,8 +255,12 @@ else:
 
 # --- 5. evidence: K-composition -----------------------------------------------------------------
 st.subheader("5 · Evidence in the weights: K-composition")
-prev_heads = tuple(result.top_previous_token(N_COMPOSE))
-ind_heads = tuple((h["layer"], h["head"]) for h in result.top_heads(N_COMPOSE))
+if n_layers < 2:
+    st.info("K-composition links heads of different layers; this model has a single layer. Pick a model with two or more.")
+    st.stop()
+every = n_layers * n_heads  # rank all heads, then keep those that can take part in a composition
+prev_heads = tuple([h for h in result.top_previous_token(every) if h[0] < n_layers - 1][:N_COMPOSE])
+ind_heads = tuple([(h["layer"], h["head"]) for h in result.top_heads(every) if h["layer"] > 0][:N_COMPOSE])
 pairs = cached_pairs(spec, prev_heads, ind_heads)
 kc = cached_kcomp(spec, layer, head)
 pair_df = grid_frame(pairs, [head_label(*h) for h in prev_heads], [head_label(*h) for h in ind_heads],
@@ -241,7 +273,9 @@ with left:
                     title="Top previous-token heads → top induction heads",
                     tooltip=["previous_token_head", "induction_head", alt.Tooltip("k_composition:Q", format=".3f"),
                              alt.Tooltip("times_random:Q", format=".1f")])
-    show_chart(chart, pair_df, "k_composition_pairs", caption="Empty cells: the previous-token head is not in an earlier layer.")
+    show_chart(chart, pair_df, "k_composition_pairs",
+               caption="Previous-token heads from all but the last layer, induction heads from all but the first. "
+                       "Empty cells: the previous-token head is not in an earlier layer.")
 with right:
     if layer == 0:
         st.info(f"{chosen} is in layer 0: no earlier head can compose with it. Pick a head in a later layer.")

@@ -1,6 +1,6 @@
 """What circuits does a transformer learn on a task we fully understand?
 
-Train tiny GPT-2s on three tasks (reverse-and-increment, pattern copying, induction), then take
+Train tiny transformers on three tasks (reverse-and-increment, pattern copying, induction), then take
 them apart: holdout accuracy, ablations, attention patterns, predictions before and after the MLP.
 """
 
@@ -16,7 +16,7 @@ from interp_core import WorkbenchError, list_toy_models
 from interp_core.loading import toy_model_dir, user_toy_dir
 from interp_core.toy.analysis import ABLATIONS, analyse_copying, analyse_reverse_increment, example_prompt
 from interp_core.toy.tasks import TASKS, get_task
-from interp_core.toy.train import EpochLog, read_task_record, train_toy
+from interp_core.toy.train import CURVE_POINTS, CurvePoint, read_task_record, train_toy
 from ui import jobs, state
 from ui.charts import grid_frame, heatmap
 from ui.page import caution, explain, header, show_chart
@@ -40,19 +40,17 @@ and paste an example prompt (the button below does both).
 
 task = st.selectbox("Task", list(TASKS), key="toy_task", bind="query-params")
 spec = get_task(task)
-shape = spec.model
 st.caption(
-    f"{spec.summary} Model: GPT-2, {shape['n_layer']} layer(s), {shape['n_head']} head(s), d_model {shape['n_embd']}, "
-    f"d_mlp {shape['n_inner']} ({shape['activation_function']}), LayerNorm, context {spec.n_ctx}; "
+    f"{spec.summary} Model: {spec.description}, context {spec.n_ctx}; "
     f"{spec.n_train:,} training / {spec.n_holdout:,} holdout sequences."
 )
 
 
 def curve_chart(history: list[dict], title: str) -> tuple[alt.Chart, pd.DataFrame]:
-    """Training and holdout loss per epoch (log scale) from epoch logs."""
+    """Training and holdout loss (log scale) and holdout accuracy against epochs, from curve points."""
     df = pd.DataFrame(history)
     long = df.melt(id_vars="epoch", value_vars=["train_loss", "holdout_loss"], var_name="set", value_name="loss (nats)")
-    chart = (
+    loss = (
         alt.Chart(long, title=title)
         .mark_line(point=True)
         .encode(
@@ -61,9 +59,19 @@ def curve_chart(history: list[dict], title: str) -> tuple[alt.Chart, pd.DataFram
             color=alt.Color("set:N", scale=alt.Scale(domain=["train_loss", "holdout_loss"], range=["#1f77b4", "#ff7f0e"])),
             tooltip=["epoch", "set", alt.Tooltip("loss (nats):Q", format=".4f")],
         )
-        .properties(height=260)
+        .properties(height=240, width=380)
     )
-    return chart, df
+    accuracy = (
+        alt.Chart(df, title="Holdout accuracy")
+        .mark_line(point=alt.OverlayMarkDef(color="#2ca02c"), color="#2ca02c")
+        .encode(
+            x=alt.X("epoch:Q"),
+            y=alt.Y("holdout_accuracy:Q", title="accuracy", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            tooltip=["epoch", alt.Tooltip("holdout_accuracy:Q", format=".2%", title="holdout accuracy")],
+        )
+        .properties(height=240, width=300)
+    )
+    return alt.hconcat(loss, accuracy), df
 
 
 # --- training ------------------------------------------------------------------------------
@@ -77,7 +85,8 @@ seed = cols[4].number_input("Seed", 0, 2**31 - 1, 0, key=f"toy_seed_{task}", bin
 name = cols[5].text_input("Save as", f"{task}-mine", key=f"toy_name_{task}", bind="query-params")
 st.caption(
     f"Saved under `{user_toy_dir()}`; it then appears in the sidebar's model list as `toy:NAME`. The same seed on the "
-    "CPU gives the same model. One epoch = one pass over the training set; the learning rate decays (cosine) to a tenth."
+    "CPU gives the same model. One epoch = one pass over the training set; the learning rate decays (cosine) to a tenth; the "
+    f"holdout set is checked {CURVE_POINTS} times along the way (the live curve)."
 )
 
 if st.button("Train", key="toy_train", type="primary"):
@@ -88,9 +97,9 @@ if st.button("Train", key="toy_train", type="primary"):
         live = st.empty()
         logs: list[dict] = []
 
-        def on_epoch(log: EpochLog) -> None:  # called from this script thread, so writing to `live` is safe
-            logs.append(log.__dict__)
-            live.altair_chart(curve_chart(logs, f"Training {name}: loss per epoch")[0], width="stretch")
+        def on_point(point: CurvePoint) -> None:  # called from this script thread, so writing to `live` is safe
+            logs.append(point.__dict__)
+            live.altair_chart(curve_chart(logs, f"Training {name}")[0])
 
         key = ("toy-train", task, int(epochs), float(lr), int(batch), float(decay), int(seed), str(out_dir))
         try:
@@ -99,7 +108,7 @@ if st.button("Train", key="toy_train", type="primary"):
                 key,
                 lambda progress: train_toy(task, epochs=int(epochs), lr=float(lr), batch_size=int(batch),
                                            weight_decay=float(decay), seed=int(seed), out_dir=out_dir,
-                                           on_progress=progress, on_epoch=on_epoch),
+                                           on_progress=progress, on_point=on_point),
                 heavy=True,
             )
         except WorkbenchError as error:
@@ -153,7 +162,10 @@ if record.get("history"):
     chart, df = curve_chart(record["history"], f"How {pick} was trained")
     show_chart(chart, df, "toy_training_curve",
                caption=f"From {directory.name}/toy_task.json: {hyper}, {record.get('seconds', 0):.0f} s on {record.get('device')}. "
-                       f"Final training loss {record.get('final_loss', float('nan')):.4f} nats.")
+                       f"Final training loss {record.get('final_loss', float('nan')):.4f} nats."
+                       + (" The loss cannot fall far: most tokens are random. The sudden jump in holdout accuracy is the "
+                          "induction phase change, when the previous-token and induction heads form together."
+                          if task == "induction" else ""))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

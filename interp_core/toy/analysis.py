@@ -37,9 +37,9 @@ ABLATIONS: dict[str, str] = {
 def check_toy_model(model: LoadedModel, spec: TaskSpec) -> None:
     """Raise WorkbenchError unless ``model`` has the vocabulary and context ``spec`` needs."""
     info = model.info
-    if info.family != "gpt2" or info.d_vocab != len(spec.vocab) or info.n_ctx < spec.n_ctx:
+    if info.family != spec.architecture or info.d_vocab != len(spec.vocab) or info.n_ctx < spec.n_ctx:
         raise WorkbenchError(
-            f"'{info.name}' is not a {spec.name} toy model (needs a GPT-2 with {len(spec.vocab)} tokens and "
+            f"'{info.name}' is not a {spec.name} toy model (needs a {spec.architecture} model with {len(spec.vocab)} tokens and "
             f"context {spec.n_ctx}; it has {info.d_vocab} tokens and context {info.n_ctx}). Pick a toy model of this task."
         )
 

@@ -30,13 +30,20 @@ from interp_core.toy.tasks import BOS, UNK, TaskSpec, ToyDataset, get_task, make
 
 Progress = Callable[[float, str], None]
 TASK_FILE = "toy_task.json"
+FINAL_LOSS_SAMPLE = 4096  # training sequences the final loss is measured on (all of them when fewer)
+CURVE_POINTS = 25  # holdout checks per run: enough to see a phase change, cheap next to training
 
 
 @dataclass(frozen=True)
-class EpochLog:
-    """One epoch's numbers: mean training loss over its steps, holdout loss and accuracy."""
+class CurvePoint:
+    """The run after ``step`` optimiser steps (``epoch`` passes over the data, fractional).
 
-    epoch: int
+    ``train_loss`` is the mean loss of the steps since the previous point; ``holdout_loss`` and
+    ``holdout_accuracy`` are measured on the whole holdout set with the weights of that moment.
+    """
+
+    step: int
+    epoch: float
     train_loss: float
     holdout_loss: float
     holdout_accuracy: float
@@ -48,15 +55,18 @@ class TrainResult:
 
     Attributes:
         step_loss: ``(steps,)`` the loss of every optimiser step.
-        history: one :class:`EpochLog` per epoch run.
-        final_loss: loss of the final weights on the whole training set (``loss_mask``), nats.
+        history: :data:`CURVE_POINTS` :class:`CurvePoint` s spread evenly over the run (fewer when it is shorter).
+        epochs_run: passes over the training set begun (the last may be partial under ``max_steps``).
+        final_loss: loss of the final weights on the training set (``loss_mask``; its first
+            :data:`FINAL_LOSS_SAMPLE` sequences when it has more), nats.
         holdout_accuracy: fraction of holdout predictions (``eval_mask``) whose argmax is right.
     """
 
     task: str
     hyperparameters: dict
     step_loss: np.ndarray
-    history: tuple[EpochLog, ...]
+    history: tuple[CurvePoint, ...]
+    epochs_run: int
     final_loss: float
     holdout_loss: float
     holdout_accuracy: float
@@ -71,7 +81,7 @@ class TrainResult:
             "final_loss": self.final_loss,
             "holdout_loss": self.holdout_loss,
             "holdout_accuracy": self.holdout_accuracy,
-            "epochs_run": len(self.history),
+            "epochs_run": self.epochs_run,
             "steps": int(len(self.step_loss)),
             "seconds": self.seconds,
             "device": self.device,
@@ -93,7 +103,19 @@ def build_tokenizer(spec: TaskSpec) -> object:
 
 
 def build_model(spec: TaskSpec, seed: int) -> torch.nn.Module:
-    """A freshly initialised GPT-2 of the task's shape (no dropout, untied unembedding)."""
+    """A freshly initialised model of the task's architecture and shape (no dropout, untied unembedding)."""
+    if spec.architecture == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        shape = spec.model
+        config = LlamaConfig(
+            vocab_size=len(spec.vocab), hidden_size=shape["n_embd"], intermediate_size=shape["n_inner"],
+            num_hidden_layers=shape["n_layer"], num_attention_heads=shape["n_head"], num_key_value_heads=shape["n_head"],
+            hidden_act=shape["activation_function"], max_position_embeddings=spec.n_ctx, bos_token_id=spec.bos_id,
+            eos_token_id=spec.bos_id, pad_token_id=spec.bos_id + 1, tie_word_embeddings=False,
+        )
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
@@ -112,7 +134,7 @@ def masked_loss(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, tokens: torch.Tensor, loss_mask: torch.Tensor, eval_mask: torch.Tensor,
-             chunk: int = 4096) -> tuple[float, float]:
+             chunk: int = 512) -> tuple[float, float]:
     """``(loss on loss_mask, accuracy on eval_mask)`` of ``model`` on ``tokens (n, pos)``."""
     device = next(model.parameters()).device
     was_training = model.training
@@ -162,7 +184,7 @@ def train_toy(
     out_dir: str | Path | None = None,
     max_steps: int | None = None,
     on_progress: Progress | None = None,
-    on_epoch: Callable[[EpochLog], None] | None = None,
+    on_point: Callable[[CurvePoint], None] | None = None,
 ) -> TrainResult:
     """Train ``task``'s model from scratch; hyperparameters left ``None`` take the task's defaults.
 
@@ -172,7 +194,7 @@ def train_toy(
         max_steps: stop after this many optimiser steps (short runs in tests).
         out_dir: save the trained model there (an HF directory plus ``toy_task.json``).
         on_progress: ``(fraction, message)`` about every 2 % of the run.
-        on_epoch: called with each epoch's :class:`EpochLog` (a live loss curve).
+        on_point: called with each :class:`CurvePoint` as it is measured (a live curve).
     """
     spec = get_task(task)
     hyper = _hyperparameters(spec, epochs, lr, batch_size, weight_decay, seed)
@@ -185,14 +207,17 @@ def train_toy(
     if torch_device.type == "cpu":
         torch.set_num_threads(1)  # these models are too small to gain from threads; 2 threads were 20x slower under load
     try:
-        step_loss, history = _loop(model, data, hyper, max_steps, progress, on_epoch)
-        final_loss, _ = evaluate(model, data.train, data.train_loss_mask, data.train_loss_mask)
-        holdout_loss, holdout_accuracy = evaluate(model, data.holdout, data.holdout_loss_mask, data.holdout_eval_mask)
+        step_loss, history = _loop(model, data, hyper, max_steps, progress, on_point)
     finally:
         torch.set_num_threads(threads)
+    progress(1.0, "measuring the final loss")
+    sample = slice(0, FINAL_LOSS_SAMPLE)  # the training order is random, so its first rows are a fair sample
+    final_loss, _ = evaluate(model, data.train[sample], data.train_loss_mask[sample], data.train_loss_mask[sample])
+    holdout_loss, holdout_accuracy = evaluate(model, data.holdout, data.holdout_loss_mask, data.holdout_eval_mask)
     seconds = time.perf_counter() - started
     result = TrainResult(
-        spec.name, hyper, np.array(step_loss), tuple(history), final_loss, holdout_loss, holdout_accuracy,
+        spec.name, hyper, np.array(step_loss), tuple(history), math.ceil(len(step_loss) / steps_per_epoch(data, hyper)),
+        final_loss, holdout_loss, holdout_accuracy,
         round(seconds, 2), str(torch_device), None if out_dir is None else str(out_dir),
     )
     if out_dir is not None:
@@ -201,22 +226,26 @@ def train_toy(
     return result
 
 
+def steps_per_epoch(data: ToyDataset, hyper: dict) -> int:
+    return math.ceil(len(data.train) / hyper["batch_size"])
+
+
 def _loop(model: torch.nn.Module, data: ToyDataset, hyper: dict, max_steps: int | None,
-          progress: Progress, on_epoch: Callable[[EpochLog], None] | None) -> tuple[list[float], list[EpochLog]]:
-    """The optimisation itself; returns per-step losses and per-epoch logs."""
+          progress: Progress, on_point: Callable[[CurvePoint], None] | None) -> tuple[list[float], list[CurvePoint]]:
+    """The optimisation itself; returns per-step losses and the curve measured along the way."""
     device = next(model.parameters()).device
     shuffler = torch.Generator().manual_seed(hyper["seed"])
     optimiser = torch.optim.AdamW(model.parameters(), lr=hyper["lr"], weight_decay=hyper["weight_decay"])
     n, size = len(data.train), hyper["batch_size"]
-    per_epoch = math.ceil(n / size)
+    per_epoch = steps_per_epoch(data, hyper)
     total = per_epoch * hyper["epochs"] if max_steps is None else min(max_steps, per_epoch * hyper["epochs"])
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: 0.1 + 0.45 * (1 + math.cos(math.pi * min(s / total, 1.0))))
+    check_every = max(1, math.ceil(total / CURVE_POINTS))
     step_loss: list[float] = []
-    history: list[EpochLog] = []
+    history: list[CurvePoint] = []
     model.train()
     for epoch in range(hyper["epochs"]):
         order = torch.randperm(n, generator=shuffler)
-        epoch_losses = []
         for start in range(0, n, size):
             index = order[start:start + size]
             tokens, mask = data.train[index].to(device), data.train_loss_mask[index].to(device)
@@ -226,15 +255,17 @@ def _loop(model: torch.nn.Module, data: ToyDataset, hyper: dict, max_steps: int 
             optimiser.step()
             schedule.step()
             step_loss.append(loss.item())
-            epoch_losses.append(step_loss[-1])
-            if len(step_loss) % max(1, total // 50) == 0:
-                progress(len(step_loss) / total, f"epoch {epoch + 1}/{hyper['epochs']}, loss {step_loss[-1]:.4f}")
-            if len(step_loss) >= total:
+            step = len(step_loss)
+            if step % max(1, total // 50) == 0:
+                progress(step / total, f"epoch {epoch + 1}/{hyper['epochs']}, step {step}/{total}, loss {step_loss[-1]:.4f}")
+            if step % check_every == 0 or step == total:
+                hold_loss, hold_acc = evaluate(model, data.holdout, data.holdout_loss_mask, data.holdout_eval_mask)
+                since = step_loss[(history[-1].step if history else 0):]
+                history.append(CurvePoint(step, round(step / per_epoch, 4), float(np.mean(since)), hold_loss, hold_acc))
+                if on_point is not None:
+                    on_point(history[-1])
+            if step >= total:
                 break
-        hold_loss, hold_acc = evaluate(model, data.holdout, data.holdout_loss_mask, data.holdout_eval_mask)
-        history.append(EpochLog(epoch + 1, float(np.mean(epoch_losses)), hold_loss, hold_acc))
-        if on_epoch is not None:
-            on_epoch(history[-1])
         if len(step_loss) >= total:
             break
     model.eval()

@@ -13,7 +13,7 @@ from interp_core import DEFAULT_MODEL, list_toy_models
 from ui import state
 from ui.config import allowed_models
 from ui.navigation import page_files, page_slug, page_title
-from ui.page import presenter_mode
+from ui.page import presenter_mode, warn_unknown_words
 from ui.report import build_html_report
 
 PRESENTER_CSS = """<style>
@@ -56,6 +56,7 @@ def sidebar() -> None:
         if model is not None:
             info = model.info
             st.caption(f"{info.family} · {info.n_layers} layers · {info.n_heads} heads · {info.device} · loaded in {info.load_seconds:.1f} s")
+            warn_unknown_words(model, state.prompt())
 
 
 def report_download() -> None:

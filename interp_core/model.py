@@ -77,6 +77,19 @@ class LoadedModel:
         return self.adapter.embed.weight.device
 
     # --- tokens ------------------------------------------------------------------------
+    def unknown_tokens(self, text: str) -> tuple[int, int]:
+        """``(unknown, total)`` tokens of ``text``: how many became the tokenizer's UNK token.
+
+        Only word-level tokenizers (the toy models) have a real UNK; byte-level ones (GPT-2,
+        llama) never produce one, and where UNK doubles as BOS/EOS (GPT-2) it is not counted.
+        """
+        tok = self.tokenizer
+        ids = tok(text)["input_ids"] if text else []
+        unk = getattr(tok, "unk_token_id", None)
+        if unk is None or unk in (getattr(tok, "bos_token_id", None), getattr(tok, "eos_token_id", None)):
+            return 0, len(ids)
+        return sum(1 for i in ids if i == unk), len(ids)
+
     def tokenize(self, prompt: str, *, max_tokens: int | None = None) -> torch.Tensor:
         """Tokenise one prompt as the model expects; returns ``(1, pos)`` token ids.
 

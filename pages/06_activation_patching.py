@@ -18,7 +18,7 @@ from interp_core.attribution import agreement, attribution_patching
 from interp_core.patching import TARGETS, PatchingResult, ablation_effect, exact_patching, layer_cells, prepare_pair
 from ui import jobs, state
 from ui.charts import grid_frame, heatmap
-from ui.page import caution, explain, header, show_chart
+from ui.page import caution, explain, header, show_chart, warn_unknown_words
 
 PRESETS: dict[str, dict[str, str]] = {
     "Indirect object (IOI)": {
@@ -94,6 +94,7 @@ left, right = st.columns(2)
 answer = left.text_input("Answer token (clean)", key="patch_answer", bind="query-params", help="with its leading space, e.g. ' Mary'")
 wrong = right.text_input("Wrong-answer token (corrupted)", key="patch_wrong", bind="query-params")
 inputs = (spec, clean, corrupt, answer, wrong)
+warn_unknown_words(model, f"{clean} {corrupt}", "the clean and corrupted prompts")
 
 try:
     pair = prepare_pair(model, clean, corrupt, answer, wrong)

@@ -231,3 +231,25 @@ class TestPage:
         at.button(key="toy_train").click().run()
         assert not at.exception
         assert any("cannot be a model name" in e.value for e in at.error)
+
+    def test_english_prompt_on_a_toy_model_is_flagged(self) -> None:
+        """With a toy model and an English prompt the sidebar says the words became UNK; symbols pass quietly."""
+        from streamlit.testing.v1 import AppTest
+
+        def home(prompt: str) -> AppTest:  # no switch_page: after it AppTest cannot see the sidebar
+            at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60)
+            at.query_params["model"] = str(toy_model_dir("induction"))
+            at.query_params["prompt"] = prompt
+            return at.run()
+
+        at = home("The capital of France is")
+        assert not at.exception
+        assert any("5 of the 5 tokens" in w.value for w in at.sidebar.warning)
+        at = home("BOS 1 2 3 1 2")
+        assert not at.exception and not at.sidebar.warning
+
+    def test_unknown_tokens_counts_only_a_real_unk(self, tiny_gpt2: object) -> None:
+        """Word-level toy tokenizers count UNK; GPT-2's UNK is its BOS/EOS, so nothing is counted there."""
+        toy = load_model("toy:pattern-copy", device="cpu")
+        assert toy.unknown_tokens("BOS 1 cat 2 dog") == (2, 5)
+        assert tiny_gpt2.unknown_tokens("The cat sat")[0] == 0

@@ -14,6 +14,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from interp_core import LoadedModel
 from ui.charts import download_buttons
 
 
@@ -58,3 +59,11 @@ def preset_picker(presets: dict[str, dict], *, key: str) -> dict:
     names = list(presets)
     choice = st.selectbox("Preset", names, key=key, bind="query-params")
     return presets[choice]
+
+
+def warn_unknown_words(model: LoadedModel, text: str, what: str = "the prompt") -> None:
+    """A warning when words of ``text`` are unknown to ``model`` (toy models read only their own symbols)."""
+    unknown, total = model.unknown_tokens(text)
+    if unknown:
+        st.warning(f"{unknown} of the {total} tokens of {what} are unknown to this model and became UNK. "
+                   "Toy models read only their own symbols, separated by spaces, e.g. `BOS 0 1 2 3`.")

@@ -20,10 +20,10 @@ from interp_core.induction import (
     prompt_induction,
     run_repeated,
 )
-from interp_core.loading import TOY_PREFIX, toy_model_dir
+from interp_core.loading import TOY_PREFIX
 from interp_core.toy.analysis import example_prompt
 from interp_core.toy.tasks import TASKS
-from interp_core.toy.train import read_task_record
+from interp_core.toy.train import task_of_toy
 from ui import state
 from ui.charts import grid_frame, heatmap
 from ui.jobs import cached_job, lookup
@@ -61,14 +61,8 @@ def is_toy(spec: str) -> bool:
 @st.cache_data(show_spinner=False, max_entries=32)
 def default_own_text(spec: str) -> str:
     """English for real models; for a toy model, a holdout sequence of its task (toys read symbols, not words)."""
-    if is_toy(spec):
-        try:
-            record = read_task_record(toy_model_dir(spec))
-            if record and record.get("task") in TASKS:
-                return example_prompt(record["task"])
-        except WorkbenchError:
-            pass
-    return OWN_PROMPT
+    task = task_of_toy(spec) if is_toy(spec) else None
+    return example_prompt(task) if task in TASKS else OWN_PROMPT
 
 
 def story() -> None:

@@ -16,7 +16,7 @@ from interp_core import WorkbenchError, list_toy_models
 from interp_core.loading import toy_model_dir, user_toy_dir
 from interp_core.toy.analysis import ABLATIONS, analyse_copying, analyse_reverse_increment, example_prompt
 from interp_core.toy.tasks import TASKS, get_task
-from interp_core.toy.train import CURVE_POINTS, CurvePoint, read_task_record, train_toy
+from interp_core.toy.train import CURVE_POINTS, CurvePoint, read_task_record, task_of_toy, train_toy
 from ui import jobs, state
 from ui.charts import grid_frame, heatmap
 from ui.page import caution, explain, header, show_chart
@@ -126,15 +126,7 @@ if st.button("Train", key="toy_train", type="primary"):
 st.subheader("Take it apart")
 
 
-def toy_task_of(spec_name: str) -> str | None:
-    try:
-        record = read_task_record(toy_model_dir(spec_name))
-    except WorkbenchError:
-        return None
-    return record.get("task") if record else None
-
-
-models = [m for m in list_toy_models() if toy_task_of(m) == task]
+models = [m for m in list_toy_models() if task_of_toy(m) == task]
 if not models:
     st.info(f"No {task} model yet: train one above.")
     st.stop()

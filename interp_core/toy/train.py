@@ -292,3 +292,14 @@ def read_task_record(model_dir: str | Path) -> dict | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
+
+
+def task_of_toy(name: str) -> str | None:
+    """The task a toy model ``toy:NAME`` (or bare ``NAME``) was trained on; None if unknown or not a toy."""
+    from interp_core.loading import toy_model_dir
+
+    try:
+        record = read_task_record(toy_model_dir(name))
+    except WorkbenchError:
+        return None
+    return record.get("task") if record else None

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pyarrow as pa
 import pytest
+from page_harness import APP
 from streamlit.testing.v1 import AppTest
 
 TIMEOUT = 120  # the first run imports torch and transformers
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 @pytest.fixture()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,7 +30,6 @@ from interp_core.tiny_models import save_tiny_model
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 REPEATED = "The cat sat on the mat. The cat sat on the mat."
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "pages/04_attention.py"
 # Recomputing softmax(q.k) in float32 with the same steps in a different order: a few ulps.
 TOL = 1e-5

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,7 +29,6 @@ from interp_core.cli import main
 from interp_core.composition import composition_score, composition_scores, factored_frobenius, random_baseline
 from interp_core.errors import NotSingleTokenError, OutOfRangeError, WorkbenchError
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "pages/09_circuits.py"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,6 @@ from interp_core.errors import NotSingleTokenError, OutOfRangeError
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 # float32 forward vs float64 sums of float32 pieces: the gap is float32 rounding of logits of size ~10.
 ATOL = 1e-4
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "pages/07_direct_logit_attribution.py"
 
 

@@ -8,7 +8,6 @@ repeated random segments, ``toy_models/induction``), whose top induction head mu
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +22,6 @@ from interp_core.errors import BadPromptError, OutOfRangeError, WorkbenchError
 from interp_core.head_scores import repeated_induction_score
 from interp_core.model import LoadedModel
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "pages/05_induction_heads.py"
 
 # --- the trained toy -----------------------------------------------------------------------

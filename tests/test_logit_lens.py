@@ -26,7 +26,6 @@ from interp_core.tuned_lens import (
 )
 
 PROMPT = "The capital of France is Paris. The capital of Italy is"
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 # float32 matmul over d_model=64 and a 400-token vocab: 1e-4 absolute covers reassociation only.
 TOL = dict(atol=1e-4, rtol=1e-4)
 TINY_TRAIN = TrainConfig(n_train_seqs=16, n_heldout_seqs=4, seq_len=20, kl_steps=10, batch_tokens=64, lr=3e-3, vocab_subset=0)

@@ -5,7 +5,6 @@ the page work."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,7 +29,6 @@ from interp_core.patching import (
 
 CLEAN = "When Mary and John went to the store, John gave a drink to"
 CORRUPT = "When Mary and John went to the store, Mary gave a drink to"
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 APP_TIMEOUT = 300  # the first run imports torch and transformers; generous for busy shared CPUs
 TOL = dict(atol=1e-5, rtol=0)  # float32 batched vs single-row matmuls differ by ~1e-6 on these logits
 

@@ -4,7 +4,6 @@ shuffled-label correctness, CLI contract, and the page under AppTest."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +24,6 @@ from interp_core.probing import (
     selectivity_note,
 )
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 

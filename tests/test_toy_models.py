@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from page_harness import open_page
+from page_harness import APP, open_page
 
 from interp_core import WorkbenchError, load_model
 from interp_core.cli import main
@@ -17,7 +17,6 @@ from interp_core.toy.analysis import analyse_copying, analyse_reverse_increment,
 from interp_core.toy.tasks import get_task, make_dataset
 from interp_core.toy.train import read_task_record, train_toy
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
 SHIPPED = ("reverse-increment", "pattern-copy", "induction")
 
 
@@ -237,7 +236,7 @@ class TestPage:
         from streamlit.testing.v1 import AppTest
 
         def home(prompt: str) -> AppTest:  # no switch_page: after it AppTest cannot see the sidebar
-            at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60)
+            at = AppTest.from_file(APP, default_timeout=60)
             at.query_params["model"] = str(toy_model_dir("induction"))
             at.query_params["prompt"] = prompt
             return at.run()

@@ -99,12 +99,21 @@ class LoadedModel:
         if not prompt or not prompt.strip():
             raise BadPromptError("The prompt is empty: type some text in the prompt box.")
         ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"]
-        limit = min(max_tokens or self.info.n_ctx, self.info.n_ctx, max_prompt_tokens())
-        if ids.shape[1] > limit:
-            raise BadPromptError(f"The prompt is {ids.shape[1]} tokens long; the limit here is {limit}. Shorten it.")
+        self.check_length(ids.shape[1], max_tokens=max_tokens)
         if ids.shape[1] == 0:
             raise BadPromptError("The prompt produced no tokens: type some text in the prompt box.")
         return ids
+
+    def token_limit(self, max_tokens: int | None = None) -> int:
+        """The longest sequence any input may have here: the smallest of ``max_tokens``, the model's
+        context and the server's ``$WORKBENCH_MAX_PROMPT_TOKENS``."""
+        return min(max_tokens or self.info.n_ctx, self.info.n_ctx, max_prompt_tokens())
+
+    def check_length(self, n_tokens: int, *, max_tokens: int | None = None, what: str = "The prompt") -> None:
+        """Raise BadPromptError when a sequence of ``n_tokens`` is over :meth:`token_limit`."""
+        limit = self.token_limit(max_tokens)
+        if n_tokens > limit:
+            raise BadPromptError(f"{what} is {n_tokens} tokens long; the limit here is {limit}. Shorten it.")
 
     def token_strings(self, ids: torch.Tensor | Sequence[int]) -> list[str]:
         """Readable text of each token id, e.g. ``[' Paris', ...]`` (leading spaces kept)."""

@@ -1,25 +1,42 @@
-"""The heavy-job queue: at most N heavy jobs at once, the rest told their place, results cached."""
+"""The heavy-job queue: at most N heavy jobs at once, the rest told their place, results cached,
+and a session that reruns or goes away while it waits never blocks the queue.
+
+Threads stand in for sessions. Streamlit stops a waiting session by raising ``RerunException``
+(a rerun: a preset click) or ``StopException`` (the session closed) from its next ``st.*`` call,
+which for a queued job is the placeholder's ``info``; the fake placeholder raises the same
+exceptions. Threads are ordered with events, never with sleeps.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
+from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
+from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
 
 from ui import jobs
 
+WAIT = 20.0  # seconds any event may take before the test fails (the queue polls every 1 s)
 
-class FakeSlot:
-    """Stands in for an ``st.empty()`` placeholder and records what it was told."""
 
-    def __init__(self, log: list[str]) -> None:
-        self.log = log
+class Session:
+    """One participant: a placeholder log, a 'queued' event, and an optional request to leave."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.log: list[str] = []
+        self.queued = threading.Event()
+        self.leave: BaseException | None = None  # raised from the next st call, as Streamlit does
 
     def info(self, text: str) -> None:
         self.log.append(text)
+        self.queued.set()
+        if self.leave is not None:
+            error, self.leave = self.leave, None
+            raise error
 
-    def progress(self, fraction: float, text: str = "") -> FakeSlot:
+    def progress(self, fraction: float, text: str = "") -> Session:
         self.log.append(f"progress {fraction:.2f}")
         return self
 
@@ -28,61 +45,127 @@ class FakeSlot:
 
 
 @pytest.fixture()
-def fake_st(monkeypatch):
-    logs: dict[str, list[str]] = {}
-
-    def empty():
-        name = threading.current_thread().name
-        return FakeSlot(logs.setdefault(name, []))
-
-    monkeypatch.setattr(jobs.st, "empty", empty)
+def sessions(monkeypatch):
+    """Sessions by thread name; ``st.empty()`` in a thread returns that thread's session."""
+    table: dict[str, Session] = {}
+    monkeypatch.setattr(jobs.st, "empty", lambda: table.setdefault(threading.current_thread().name, Session("?")))
     monkeypatch.setenv("WORKBENCH_MAX_HEAVY_JOBS", "1")
-    return logs
+    yield table
+    left = jobs.queue_state()
+    with jobs._queue_lock:  # reset, so one failure cannot hang the tests after it
+        jobs._waiting.clear()
+        jobs._running = 0
+    assert left == (0, 0), "every ticket and slot is given back"
 
 
-def test_second_heavy_job_waits_and_sees_its_place(fake_st):
-    release = threading.Event()
-    order: list[str] = []
+def start(table: dict[str, Session], name: str, target) -> threading.Thread:
+    table[name] = Session(name)
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
 
-    def slow(on_progress):
-        order.append("A start")
-        release.wait(10)
-        order.append("A end")
-        return 1
+
+def blocking_job(started: threading.Event, release: threading.Event, value: int = 1):
+    def compute(on_progress):
+        started.set()
+        assert release.wait(WAIT)
+        return value
+    return compute
+
+
+def test_second_heavy_job_waits_and_sees_its_place(sessions):
+    """B waits while A runs, is told one job is ahead, and runs once A is done."""
+    a_started, release, order = threading.Event(), threading.Event(), []
 
     def quick(on_progress):
         order.append("B start")
         on_progress(0.5, "half")
         return 2
 
-    a = threading.Thread(target=lambda: jobs.cached_job("A", ("test-a", time.time()), slow), name="A")
-    b = threading.Thread(target=lambda: jobs.cached_job("B", ("test-b", time.time()), quick), name="B")
-    a.start()
-    time.sleep(0.3)
-    b.start()
-    time.sleep(1.5)
-    assert order == ["A start"]  # B is queued behind A
-    assert any("1 job(s) ahead" in line for line in fake_st["B"])
+    a = start(sessions, "A", lambda: jobs.cached_job("A", ("q-a", id(order)), blocking_job(a_started, release)))
+    assert a_started.wait(WAIT)
+    b = start(sessions, "B", lambda: jobs.cached_job("B", ("q-b", id(order)), quick))
+    assert sessions["B"].queued.wait(WAIT)
+    assert order == []  # B is queued behind A
+    assert any("1 job(s) ahead" in line for line in sessions["B"].log)
     release.set()
-    a.join(10)
-    b.join(10)
-    assert order == ["A start", "A end", "B start"]
-    assert "progress 0.50" in fake_st["B"]
+    a.join(WAIT)
+    b.join(WAIT)
+    assert order == ["B start"]
+    assert "progress 0.50" in sessions["B"].log
 
 
-def test_results_are_cached_per_key(fake_st):
+@pytest.mark.parametrize("slots", [1, 2])
+def test_sessions_that_rerun_or_leave_while_queued_do_not_stall_the_queue(sessions, monkeypatch, slots):
+    """B reruns and C disconnects while queued; their tickets leave, so B's new job and D's still run."""
+    monkeypatch.setenv("WORKBENCH_MAX_HEAVY_JOBS", str(slots))
+    release = threading.Event()
+    holders = []
+    for i in range(slots):  # fill every slot
+        started = threading.Event()
+        holders.append(start(sessions, f"A{i}", lambda s=started, i=i: jobs.cached_job("A", ("r-a", i, slots), blocking_job(s, release))))
+        assert started.wait(WAIT)
+    outcome: dict[str, object] = {}
+
+    def rerunning_session() -> None:
+        try:
+            jobs.cached_job("B", ("r-b1", slots), lambda p: outcome.setdefault("B first", 1))
+        except RerunException:  # the rerun runs the script again: a new job joins the queue
+            outcome["B rerun"] = True
+            outcome["B second"] = jobs.cached_job("B", ("r-b2", slots), lambda p: 2)
+
+    def leaving_session() -> None:
+        try:
+            jobs.cached_job("C", ("r-c", slots), lambda p: outcome.setdefault("C ran", 3))
+        except StopException:
+            outcome["C left"] = True
+
+    b = start(sessions, "B", rerunning_session)
+    c = start(sessions, "C", leaving_session)
+    assert sessions["B"].queued.wait(WAIT) and sessions["C"].queued.wait(WAIT)
+    sessions["B"].queued.clear()
+    sessions["B"].leave = RerunException(RerunData())
+    sessions["C"].leave = StopException()
+    c.join(WAIT)
+    assert outcome.get("C left") and not c.is_alive()
+    assert sessions["B"].queued.wait(WAIT)  # B's second job is queued (the slots are still full)
+    release.set()
+    for thread in holders:
+        thread.join(WAIT)
+    b.join(WAIT)
+    assert outcome.get("B rerun") and outcome.get("B second") == 2 and "B first" not in outcome
+    d = start(sessions, "D", lambda: outcome.setdefault("D", jobs.cached_job("D", ("r-d", slots), lambda p: 4)))
+    d.join(WAIT)
+    assert outcome.get("D") == 4, "a new session's job runs once the queue is free"
+    assert "C ran" not in outcome
+
+
+def test_a_job_interrupted_while_running_gives_its_slot_back(sessions):
+    """A rerun raised from the progress bar mid-job releases the slot; the next job runs."""
+    def interrupted(on_progress):
+        raise RerunException(RerunData())
+
+    with pytest.raises(RerunException):
+        jobs.cached_job("I", ("interrupted",), interrupted)
+    assert jobs.queue_state() == (0, 0)
+    assert jobs.cached_job("J", ("after-interrupt",), lambda p: 5) == 5
+
+
+def test_results_are_cached_per_key(sessions):
+    """A second call with the same key returns the first result without computing."""
     calls = []
-    key = ("test-cache", time.time())
+    key = ("test-cache", id(calls))
     first = jobs.cached_job("C", key, lambda p: calls.append(1) or 42)
     second = jobs.cached_job("C", key, lambda p: calls.append(1) or 43)
     assert (first, second, len(calls)) == (42, 42, 1)
 
 
-def test_light_jobs_skip_the_queue(fake_st):
+def test_light_jobs_skip_the_queue(sessions):
+    """A light job runs at once even when every heavy slot is taken."""
     with jobs._queue_lock:
         jobs._running += 5  # the queue is full
     try:
-        assert jobs.cached_job("L", ("light", time.time()), lambda p: 7, heavy=False) == 7
+        assert jobs.cached_job("L", ("light", id(sessions)), lambda p: 7, heavy=False) == 7
     finally:
         with jobs._queue_lock:
             jobs._running -= 5

@@ -53,16 +53,40 @@ def lookup(key: Hashable) -> object | None:
 
 
 def _wait_for_slot(ticket: object, status: st.delta_generator.DeltaGenerator) -> None:
+    """Join the queue and return once this job holds a slot.
+
+    The ticket leaves the queue on every way out: a rerun (``RerunException``) or a closed
+    session (``StopException``) is raised from ``status.info`` while the job waits, and a ticket
+    left behind would block every later job on the server.
+    """
     global _running
     with _queue_lock:
         _waiting.append(ticket)
-        while _running >= max_heavy_jobs() or _waiting[0] is not ticket:
-            position = _waiting.index(ticket) + 1
-            status.info(f"Queued: {position} job(s) ahead of yours in the heavy-job queue ({_running} running). It starts by itself.")
-            _queue_lock.wait(timeout=1.0)
-        _waiting.pop(0)
-        _running += 1
-        _queue_lock.notify_all()
+    try:
+        while True:
+            with _queue_lock:
+                if _running < max_heavy_jobs() and _waiting[0] is ticket:
+                    _waiting.pop(0)
+                    _running += 1
+                    _queue_lock.notify_all()
+                    return
+                ahead, running = _waiting.index(ticket) + _running, _running
+            # Outside the lock: Streamlit raises a rerun or stop request from this call.
+            status.info(f"Queued: {ahead} job(s) ahead of yours in the heavy-job queue ({running} running). It starts by itself.")
+            with _queue_lock:
+                _queue_lock.wait(timeout=1.0)
+    except BaseException:
+        with _queue_lock:
+            if ticket in _waiting:
+                _waiting.remove(ticket)
+            _queue_lock.notify_all()
+        raise
+
+
+def queue_state() -> tuple[int, int]:
+    """``(running, waiting)`` heavy jobs on this server right now."""
+    with _queue_lock:
+        return _running, len(_waiting)
 
 
 def _release_slot() -> None:

@@ -1,0 +1,178 @@
+"""Hardening (issue #22, the app side): workshop limits, bad links and uploads, data loss, cost.
+
+Each test here failed before its fix. Pages run under AppTest on the tiny GPT-2 (context 128)
+or on the shipped toy models; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from page_harness import APP, open_page
+from streamlit.testing.v1 import AppTest
+
+INDUCTION = "pages/05_induction_heads.py"
+PROBING = "pages/08_probing.py"
+PATCHING = "pages/06_activation_patching.py"
+TOYS = "pages/10_toy_models.py"
+
+
+def _no_errors(at: AppTest) -> None:
+    assert not at.exception
+    assert [e.value for e in at.error] == []
+
+
+class FakeTraining:
+    """Stands in for ``train_toy``: records its arguments and saves a bare model folder, in no time."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def __call__(self, task: str, **kwargs: object) -> SimpleNamespace:
+        self.calls.append({"task": task, **kwargs})
+        out = Path(kwargs["out_dir"])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text("{}")  # no toy_task.json: the page does not try to analyse it
+        return SimpleNamespace(seconds=0.0, device="cpu", final_loss=0.5, holdout_accuracy=0.5)
+
+
+@pytest.fixture()
+def fake_training(monkeypatch, tmp_path) -> FakeTraining:
+    """Trained toys go to an empty workbench home; training is faked (the page imports it per run)."""
+    import interp_core.toy.train as train
+
+    monkeypatch.setenv("INTERP_WORKBENCH_HOME", str(tmp_path))
+    fake = FakeTraining()
+    monkeypatch.setattr(train, "train_toy", fake)
+    return fake
+
+
+def _toys(tiny_model_dirs) -> AppTest:
+    return open_page(TOYS, tiny_model_dirs["gpt2"], timeout=180)
+
+
+def _train(at: AppTest, name: str, seed: int = 0) -> AppTest:
+    at.text_input(key="toy_name_reverse-increment").set_value(name)
+    at.number_input(key="toy_seed_reverse-increment").set_value(seed)
+    return at.button(key="toy_train").click().run()
+
+
+class TestInductionLimit:
+    def test_link_asking_for_800_tokens_is_clamped_to_the_workshop_limit(self, tiny_model_dirs, monkeypatch):
+        """?ind_len=200&ind_rep=4 with a 32-token limit runs at most 32 tokens and says it clamped."""
+        monkeypatch.setenv("WORKBENCH_MAX_PROMPT_TOKENS", "32")
+        at = open_page(INDUCTION, tiny_model_dirs["gpt2"], timeout=120)
+        at.query_params["ind_len"] = "200"
+        at.query_params["ind_rep"] = "4"
+        at.run()
+        assert not at.exception and [e.value for e in at.error] == []
+        length = at.slider(key="ind_len").value
+        repeats = at.slider(key="ind_rep").value if "ind_rep" in [s.key for s in at.slider] else 2
+        assert 1 + length * repeats <= 32
+        assert length == 15  # the longest that still fits two copies
+        assert any("using 15" in c.value for c in at.caption)
+        expander = [e.label for e in at.expander if e.label.startswith("The token sequence")]
+        assert expander and int(expander[0].split("(")[1].split()[0]) <= 32
+
+
+class TestToyModelsInWorkshopMode:
+    def test_only_allowed_toys_are_analysed_and_training_is_off(self, tiny_model_dirs, monkeypatch, tmp_path):
+        """With WORKBENCH_ALLOWED_MODELS set, no Train button, and only listed toy models can be picked."""
+        monkeypatch.setenv("INTERP_WORKBENCH_HOME", str(tmp_path))
+        monkeypatch.setenv("WORKBENCH_ALLOWED_MODELS", f"{tiny_model_dirs['gpt2']},toy:pattern-copy")
+        at = _toys(tiny_model_dirs).run()
+        _no_errors(at)
+        assert "toy_train" not in [b.key for b in at.button]
+        assert any("Training is off on this workshop server" in i.value for i in at.info)
+        assert any("offers no reverse-increment toy model" in i.value for i in at.info)
+        assert "toy_pick" not in [s.key for s in at.selectbox]  # nothing analysed
+        at.selectbox(key="toy_task").set_value("pattern-copy").run()
+        _no_errors(at)
+        assert at.selectbox(key="toy_pick").options == ["toy:pattern-copy"]
+
+
+class TestToyModelNames:
+    def test_default_save_name_differs_between_sessions(self, tiny_model_dirs, fake_training):
+        """Two participants who keep the default name do not write to the same folder."""
+        first = _toys(tiny_model_dirs).run().text_input(key="toy_name_reverse-increment").value
+        second = _toys(tiny_model_dirs).run().text_input(key="toy_name_reverse-increment").value
+        assert first.startswith("reverse-increment-") and second.startswith("reverse-increment-")
+        assert first != second
+
+    def test_shipped_name_is_refused(self, tiny_model_dirs, fake_training):
+        """Saving as 'induction' would hide the shipped model: refused with a message, nothing trained."""
+        at = _train(_toys(tiny_model_dirs).run(), "induction")
+        assert not at.exception
+        assert any("shipped model" in e.value for e in at.error)
+        assert fake_training.calls == []
+
+    def test_another_sessions_model_is_not_overwritten(self, tiny_model_dirs, fake_training):
+        """A name saved by another session is refused; the session that trained it retrains in place."""
+        mine = _train(_toys(tiny_model_dirs).run(), "shared-name")
+        _no_errors(mine)
+        assert [c["overwrite"] for c in fake_training.calls] == [False]
+        theirs = _train(_toys(tiny_model_dirs).run(), "shared-name")
+        assert not theirs.exception
+        assert any("already exists" in e.value for e in theirs.error)
+        assert len(fake_training.calls) == 1
+        _train(mine, "shared-name", seed=1)
+        _no_errors(mine)
+        assert [c["overwrite"] for c in fake_training.calls] == [False, True]
+
+
+CSV_HEADER = "text,label\n"
+GOOD_ROWS = "".join(f"sentence number {i},{'a' if i % 2 else 'b'}\n" for i in range(12))
+
+
+def _probing(tiny_model_dirs, **query: str) -> AppTest:
+    at = open_page(PROBING, tiny_model_dirs["gpt2"], timeout=180)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at
+
+
+class TestProbingInputs:
+    def test_link_with_upload_asks_for_the_file_and_runs_nothing(self, tiny_model_dirs):
+        """?probe_set=upload shows the uploader and a prompt for a file, not the bundled 410-sentence job."""
+        at = _probing(tiny_model_dirs, probe_set="upload").run()
+        _no_errors(at)
+        assert at.selectbox(key="probe_set").value == "upload"
+        assert any("Upload a CSV" in i.value for i in at.info)
+        assert not any("410 sentences" in m.value for m in at.markdown)
+        assert len(at.get("vega_lite_chart")) + len(at.get("arrow_vega_lite_chart")) == 0
+
+    def test_unclosed_quote_is_named_with_its_line(self, tiny_model_dirs):
+        """A quote opened on line 5 and never closed is reported as such, not as '1 data rows'."""
+        at = _probing(tiny_model_dirs, probe_set="upload").run()
+        rows = GOOD_ROWS.splitlines(keepends=True)
+        content = CSV_HEADER + "".join(rows[:3]) + '"an unclosed sentence,a\n' + "".join(rows[3:])
+        at.text_area(key="probe_paste").set_value(content).run()
+        assert not at.exception
+        errors = [e.value for e in at.error]
+        assert len(errors) == 1 and "line 5 has an opening quote that is never closed" in errors[0]
+
+    def test_upload_over_the_token_limit_names_the_limit(self, tiny_model_dirs, monkeypatch):
+        """With a 32-token limit a 47-token sentence is refused, naming 32 (not 128), before any job."""
+        monkeypatch.setenv("WORKBENCH_MAX_PROMPT_TOKENS", "32")
+        long_sentence = " ".join(["word"] * 47)  # 47 tokens on GPT-2's tokenizer
+        at = _probing(tiny_model_dirs, probe_set="upload").run()
+        at.text_area(key="probe_paste").set_value(CSV_HEADER + GOOD_ROWS + f"{long_sentence},a\n").run()
+        assert not at.exception
+        errors = [e.value for e in at.error]
+        assert len(errors) == 1 and "Sentence 13" in errors[0] and "1 to 32 tokens" in errors[0]
+        assert len(at.get("vega_lite_chart")) + len(at.get("arrow_vega_lite_chart")) == 0
+
+
+class TestModelErrorOnce:
+    @pytest.mark.parametrize("spec", ["./no-such-model-dir", "no/such/model/anywhere"])
+    def test_load_error_is_shown_once(self, spec):
+        """The sidebar and the page used to show the same load error twice (home page, sidebar visible)."""
+        at = AppTest.from_file(APP, default_timeout=60)  # no switch_page: after it AppTest cannot see the sidebar
+        at.query_params["model"] = spec
+        at.run()
+        assert not at.exception
+        errors = [e.value for e in at.error]
+        assert len(errors) == 1 and f"Could not load model '{spec}'" in errors[0]
+        assert any("Pick another model" in i.value for i in at.info)

@@ -82,7 +82,7 @@ def clamp_to(key: str, label: str, most: int) -> None:
         asked = int(st.query_params[key])  # a link's value is not in session state before the widget
     if isinstance(asked, int) and asked > most:
         st.session_state[key] = most
-        notice = f"{label}: {asked} would not fit the limit of {limit} tokens here (BOS + copies x tokens); using {most}."
+        notice = f"{label}: {asked} do not fit the limit of {limit} tokens here (BOS + copies x tokens); using {most}."
         st.toast(notice)
         st.caption(notice)
 

@@ -176,3 +176,109 @@ class TestModelErrorOnce:
         errors = [e.value for e in at.error]
         assert len(errors) == 1 and f"Could not load model '{spec}'" in errors[0]
         assert any("Pick another model" in i.value for i in at.info)
+
+
+# --- the cost of an exact patching sweep -------------------------------------------------------
+SMOLLM2 = dict(n_layers=30, n_heads=9, d_model=576, d_mlp=1536, d_vocab=49152)  # the default model's shape
+GPT2_SMALL = dict(n_layers=12, n_heads=12, d_model=768, d_mlp=3072, d_vocab=50257, gated_mlp=False)
+
+
+class TestSweepCost:
+    def test_calibration_point_and_cells(self):
+        """Default shape, 20 tokens, resid_pre: 600 cells in about 10 s (GUIDE.md section 6)."""
+        from interp_core.patching import estimate_exact_cost
+
+        cost = estimate_exact_cost(**SMOLLM2, n_tokens=20, target="resid_pre")
+        assert cost.cells == cost.run_cells == 600
+        assert cost.seconds == pytest.approx(10.0, rel=0.01)
+        assert cost.describe() == "about 10 s"
+
+    def test_other_measurements_are_reproduced(self):
+        """Doubling the prompt costs about x4 (measured 5.1 -> 19.8 s); GPT-2-small's 240 cells took 2.9 s."""
+        from interp_core.patching import estimate_exact_cost
+
+        twenty, forty = (estimate_exact_cost(**SMOLLM2, n_tokens=n, target="resid_pre").seconds for n in (20, 40))
+        assert forty / twenty == pytest.approx(19.8 / 5.1, rel=0.1)
+        gpt2 = estimate_exact_cost(**GPT2_SMALL, n_tokens=20, target="resid_pre")
+        assert gpt2.cells == 240 and gpt2.seconds == pytest.approx(2.9, rel=0.25)
+
+    def test_a_10000_character_prompt_is_far_over_the_threshold(self):
+        """2,223 tokens on SmolLM2: 66,690 cells, hours rather than seconds."""
+        from interp_core.patching import CONFIRM_SECONDS, estimate_exact_cost
+
+        cost = estimate_exact_cost(**SMOLLM2, n_tokens=2223, target="resid_pre")
+        assert cost.cells == 66_690
+        assert cost.seconds > 100 * CONFIRM_SECONDS
+        assert cost.describe().endswith(" h")
+
+    def test_targets_and_skipped_positions(self):
+        """Heads count heads, not positions; positions before the first difference are not run."""
+        from interp_core.patching import estimate_exact_cost
+
+        heads = estimate_exact_cost(**SMOLLM2, n_tokens=20, target="head_out")
+        assert heads.cells == heads.run_cells == 30 * 9
+        by_pos = estimate_exact_cost(**SMOLLM2, n_tokens=20, target="head_out_by_pos", n_positions=5)
+        assert by_pos.cells == 30 * 9 * 20 and by_pos.run_cells == 30 * 9 * 5
+        full, late = (estimate_exact_cost(**SMOLLM2, n_tokens=20, target="mlp_out", n_positions=n) for n in (20, 5))
+        assert late.seconds < full.seconds
+
+    def test_matches_the_sweep_it_describes(self, tiny_gpt2):
+        """On a real pair the grid's cells are those of the exact result."""
+        from interp_core.patching import exact_patching, prepare_pair, sweep_cost
+
+        pair = prepare_pair(tiny_gpt2, "When Mary and John went", "When John and John went", " Mary", " John")
+        for target in ("resid_pre", "head_out_by_pos"):
+            cost = sweep_cost(tiny_gpt2, pair, target)
+            assert cost.cells == exact_patching(tiny_gpt2, pair, target).grid.size
+            assert cost.run_cells == cost.cells // pair.n_pos * (pair.n_pos - 1)  # position 0 is the same in both
+
+
+class TestPatchCli:
+    ARGS = ["--clean", "When Mary and John went", "--corrupt", "When John and John went", "--answer", " Mary",
+            "--wrong", " John", "--target", "resid_pre"]
+
+    def test_text_mode_prints_the_estimate_on_stderr(self, tiny_model_dirs, capsys):
+        from interp_core.cli import main
+
+        assert main(["patch", "--model", str(tiny_model_dirs["gpt2"]), *self.ARGS]) == 0
+        captured = capsys.readouterr()
+        assert "exact patching of resid_pre: 10 cells over 5 tokens, about 1 s" in captured.err
+        assert "normalised recovery" in captured.out
+
+    def test_json_mode_is_unchanged(self, tiny_model_dirs, tiny_gpt2, capsys):
+        """--json prints exactly the result's JSON and no estimate."""
+        import json
+
+        from interp_core.cli import main, to_jsonable
+        from interp_core.patching import patch
+
+        assert main(["patch", "--model", str(tiny_model_dirs["gpt2"]), *self.ARGS, "--json"]) == 0
+        captured = capsys.readouterr()
+        assert "exact patching of" not in captured.err  # (the loader's progress bar may be there)
+        expected = patch(tiny_gpt2, "When Mary and John went", "When John and John went", " Mary", " John", "resid_pre")
+        assert captured.out == json.dumps(to_jsonable(expected.to_json())) + "\n"
+
+
+class TestPatchingPageCost:
+    PAIR = dict(patch_clean="When Mary and John went to the park, John gave a ball to",  # not a preset: nothing cached
+                patch_corrupt="When Mary and John went to the park, Mary gave a ball to",
+                patch_answer=" Mary", patch_wrong=" John")
+
+    def test_slow_sweep_waits_for_confirmation(self, tiny_model_dirs, monkeypatch):
+        """Over the threshold the exact sweep asks 'Run anyway (about N s)' first; the preview still runs."""
+        import interp_core.patching as patching
+
+        monkeypatch.setattr(patching, "CONFIRM_SECONDS", 0.0)  # every sweep counts as slow
+        at = open_page(PATCHING, tiny_model_dirs["gpt2"], timeout=180, **self.PAIR).run()
+        _no_errors(at)
+        assert "cells, about" in at.toggle(key="patch_exact").label
+        assert at.button(key="patch_run_anyway").label.startswith("Run anyway (about ")
+        assert any("This exact sweep runs" in i.value for i in at.info)
+        charts = len(at.get("vega_lite_chart")) + len(at.get("arrow_vega_lite_chart"))
+        assert charts == 1  # the attribution preview only
+        at.button(key="patch_run_anyway").click().run()
+        _no_errors(at)
+        assert [i.value for i in at.info] == []
+        assert len(at.get("vega_lite_chart")) + len(at.get("arrow_vega_lite_chart")) >= 3  # + exact grid, agreement
+        at.run()  # a later rerun shows the kept result without asking again
+        assert "patch_run_anyway" not in [b.key for b in at.button]

@@ -282,3 +282,29 @@ class TestPatchingPageCost:
         assert len(at.get("vega_lite_chart")) + len(at.get("arrow_vega_lite_chart")) >= 3  # + exact grid, agreement
         at.run()  # a later rerun shows the kept result without asking again
         assert "patch_run_anyway" not in [b.key for b in at.button]
+
+
+class TestProbeEngineChecks:
+    def test_unclosed_quote_and_unquoted_comma(self):
+        """parse_csv names the line of a quote never closed, and refuses a row with more fields than the header."""
+        from interp_core.errors import WorkbenchError
+        from interp_core.probe_data import parse_csv
+
+        with pytest.raises(WorkbenchError, match="line 2 has an opening quote that is never closed"):
+            parse_csv(CSV_HEADER + '"never closed,a\n' + GOOD_ROWS)
+        with pytest.raises(WorkbenchError, match="line 3 has 3 fields but the header has 2"):
+            parse_csv(CSV_HEADER + GOOD_ROWS[:20] + "one, two,a\n" + GOOD_ROWS[20:])
+
+    def test_length_message_names_the_models_own_limit(self):
+        """On a toy model with context 41 the limit named is 41, not 128."""
+        from interp_core import load_model
+        from interp_core.errors import WorkbenchError
+        from interp_core.probe_data import parse_csv
+        from interp_core.probing import encode_dataset
+
+        toy = load_model("toy:induction", device="cpu")
+        assert toy.info.n_ctx == 41
+        rows = "".join(f"BOS {i} {i + 1},{'a' if i % 2 else 'b'}\n" for i in range(12))
+        dataset = parse_csv(CSV_HEADER + rows + "BOS " + " ".join(str(i % 9) for i in range(45)) + ",a\n")
+        with pytest.raises(WorkbenchError, match="Sentence 13 is 46 tokens long; probing takes 1 to 41 tokens here"):
+            encode_dataset(toy, dataset)

@@ -197,6 +197,97 @@ def make_result(model: LoadedModel, pair: PatchPair, target: str, method: str, p
     )
 
 
+# --- what an exact sweep costs ---------------------------------------------------------------
+CONFIRM_SECONDS = 60.0  # pages ask before starting an exact sweep estimated to take longer
+# Calibration (GUIDE.md section 6): a model of the default's shape (SmolLM2-135M) on 20 tokens,
+# resid_pre (600 cells), batched and started at the patched layer, took about 10 s on the
+# project's 2-core CPU; 10, 20 and 40 positions took 1.6, 5.1 and 19.8 s (about x4 per doubling).
+_CALIBRATION = dict(n_layers=30, n_heads=9, d_model=576, d_mlp=1536, d_vocab=49152, n_tokens=20, target="resid_pre")
+_CALIBRATION_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class SweepCost:
+    """What :func:`exact_patching` of one target will do, estimated before it runs.
+
+    Attributes:
+        cells: cells of the grid (``n_layers`` x cells per layer), as the page shows them.
+        run_cells: cells that are really run (positions before the first differing token are skipped).
+        block_passes: one row through one block; a cell patched at layer ``L`` passes ``n_layers - L`` blocks.
+        seconds: rough wall time on the project's 2-core CPU (a GPU is many times faster).
+    """
+
+    cells: int
+    run_cells: int
+    block_passes: int
+    seconds: float
+
+    def describe(self) -> str:
+        """``"about 12 s"``, ``"about 4 min"``, ``"about 3.5 h"``."""
+        s = self.seconds
+        if s < 90:
+            return f"about {max(1, round(s))} s"
+        if s < 90 * 60:
+            return f"about {round(s / 60)} min"
+        return f"about {s / 3600:.1f} h"
+
+
+def _sweep_work(n_layers: int, n_heads: int, d_model: int, d_mlp: int, d_vocab: int, n_tokens: int, target: str,
+                n_positions: int | None = None, gated_mlp: bool = True) -> tuple[int, int, int, float]:
+    """``(cells, run_cells, block_passes, work)``; work in multiply-adds, roughly."""
+    check_target(target)
+    positions = n_tokens if n_positions is None else max(0, min(n_positions, n_tokens))
+    if target == "head_out":
+        grid_per_layer, run_per_layer = n_heads, n_heads
+    elif target == "head_out_by_pos":
+        grid_per_layer, run_per_layer = n_heads * n_tokens, n_heads * positions
+    else:
+        grid_per_layer, run_per_layer = n_tokens, positions
+    # Rows of layer L join at block L and run every later block: a triangle over the layers.
+    block_passes = run_per_layer * n_layers * (n_layers + 1) // 2
+    # One row through one block: the weights once per token (attention 4 d^2, an MLP 3 d d_mlp when
+    # gated as in llama, else 2) plus attention scores and mixing, which grow with the prompt's square.
+    mlp = (3 if gated_mlp else 2) * d_model * d_mlp
+    per_pass = n_tokens * (4 * d_model**2 + mlp) + 2 * n_tokens**2 * d_model
+    unembed = n_layers * run_per_layer * d_model * d_vocab  # the last position of every row
+    cached_runs = 2 * n_layers * per_pass  # the clean and corrupted runs with their caches
+    return n_layers * grid_per_layer, n_layers * run_per_layer, block_passes, block_passes * per_pass + unembed + cached_runs
+
+
+_SECONDS_PER_WORK = _CALIBRATION_SECONDS / _sweep_work(**_CALIBRATION)[3]
+
+
+def estimate_exact_cost(*, n_layers: int, n_heads: int, d_model: int, d_mlp: int, d_vocab: int, n_tokens: int,
+                        target: str, n_positions: int | None = None, gated_mlp: bool = True) -> SweepCost:
+    """Estimate an exact (batched) patching sweep from the model's shape alone, before running it.
+
+    Args:
+        n_tokens: tokens of each prompt.
+        n_positions: positions from the first token where the prompts differ to the end
+            (default: all); cells before it cannot change anything and are skipped.
+        gated_mlp: three MLP matrices (llama family) rather than two (GPT-2, Pythia).
+
+    The time is the work (block passes x the cost of one block on ``n_tokens`` tokens, plus the
+    unembedding of each row) scaled to the measured calibration point above. It grows about
+    with the square of the prompt (cells x tokens per row), faster once attention dominates,
+    and with the square of the layer count (rows patched at layer 0 pass every block). Checked
+    against the guide's second measurement: GPT-2-small's shape, 20 tokens, 240 cells, 2.9 s
+    measured, 3.0 s estimated.
+    """
+    cells, run_cells, passes, work = _sweep_work(n_layers, n_heads, d_model, d_mlp, d_vocab, n_tokens, target,
+                                                 n_positions, gated_mlp)
+    return SweepCost(cells=cells, run_cells=run_cells, block_passes=passes, seconds=work * _SECONDS_PER_WORK)
+
+
+def sweep_cost(model: LoadedModel, pair: PatchPair, target: str) -> SweepCost:
+    """:func:`estimate_exact_cost` for ``model`` and a prepared pair."""
+    info = model.info
+    first = next((i for i, (a, b) in enumerate(zip(pair.tokens, pair.corrupt_token_strs)) if a != b), 0)
+    return estimate_exact_cost(n_layers=info.n_layers, n_heads=info.n_heads, d_model=info.d_model, d_mlp=info.d_mlp,
+                               d_vocab=info.d_vocab, n_tokens=pair.n_pos, target=target, n_positions=pair.n_pos - first,
+                               gated_mlp=info.family == "llama")
+
+
 # --- cells and how to patch them ---------------------------------------------------------
 def layer_cells(model: LoadedModel, pair: PatchPair, target: str) -> list[tuple[int, ...]]:
     """The cells of one layer, as index tuples after the layer: ``(pos,)``, ``(head,)`` or ``(head, pos)``."""

@@ -159,12 +159,37 @@ def _fail(name: str, message: str) -> WorkbenchError:
 
 
 def _read_rows(content: str, name: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The header (lower-cased) and one dict per data row.
+
+    The reader is strict: a quoted field that is never closed would otherwise swallow the rest
+    of the file into one field (a 400-line file read as "1 data rows"), so it is reported with
+    the line where the quote opens. A row with more fields than the header (an unquoted comma in
+    the text) is refused too rather than silently cut.
+    """
+    reader = csv.reader(io.StringIO(content), strict=True)
+    records: list[tuple[int, list[str]]] = []  # (line the row starts on, fields)
+    last_line = 0
     try:
-        reader = csv.DictReader(io.StringIO(content))
-        columns = [c.strip().lower() for c in (reader.fieldnames or [])]
-        rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
+        for fields in reader:
+            records.append((last_line + 1, fields))
+            last_line = reader.line_num
     except csv.Error as error:
-        raise _fail(name, f"this is not a readable CSV file ({error}).") from error
+        line = last_line + 1  # the failing row starts on the line after the last good one
+        if "end of data" in str(error):
+            raise _fail(name, f"line {line} has an opening quote that is never closed, so the rest of the file "
+                              "would be read as one field. Close the quote, or double it (\"\") inside a quoted text.") from error
+        raise _fail(name, f"line {line} is not valid CSV ({error}). Put a text that contains commas or quotes in "
+                          "double quotes, and double every quote inside it.") from error
+    records = [(line, fields) for line, fields in records if any(f.strip() for f in fields)]  # blank lines
+    if not records:
+        return [], []
+    columns = [c.strip().lower() for c in records[0][1]]
+    rows = []
+    for line, fields in records[1:]:
+        if len(fields) > len(columns):
+            raise _fail(name, f"line {line} has {len(fields)} fields but the header has {len(columns)}; put a text that "
+                              "contains commas in double quotes.")
+        rows.append({column: (fields[i].strip() if i < len(fields) else "") for i, column in enumerate(columns)})
     return columns, rows
 
 

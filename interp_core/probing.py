@@ -37,7 +37,7 @@ from interp_core.probe_data import ProbeDataset
 Progress = Callable[[float, str], None]
 PROBES: tuple[str, ...] = ("linear", "mlp")
 POOLS: tuple[str, ...] = ("last", "mean")
-MAX_TOKENS = 128
+MAX_TOKENS = 128  # longest sentence probed; the model's context and $WORKBENCH_MAX_PROMPT_TOKENS may lower it
 LOW_SELECTIVITY = 0.1
 
 
@@ -162,7 +162,13 @@ def _word_token_positions(model: LoadedModel, text: str, spans: tuple[tuple[int,
 
 
 def encode_dataset(model: LoadedModel, dataset: ProbeDataset) -> tuple[list[list[int]], list[list[int]]]:
-    """Token ids per sentence and the positions of its items (sentence level: every position)."""
+    """Token ids per sentence and the positions of its items (sentence level: every position).
+
+    Raises:
+        WorkbenchError: a sentence is empty or longer than ``model.token_limit(MAX_TOKENS)``
+            (the message names that limit, e.g. 41 on a toy model, 32 on a workshop server).
+    """
+    limit = model.token_limit(MAX_TOKENS)
     all_ids, all_positions = [], []
     for i, text in enumerate(dataset.texts):
         if dataset.level == "token":
@@ -170,8 +176,9 @@ def encode_dataset(model: LoadedModel, dataset: ProbeDataset) -> tuple[list[list
         else:
             ids = model.tokenizer(text)["input_ids"]
             positions = list(range(len(ids)))
-        if not 0 < len(ids) <= min(MAX_TOKENS, model.info.n_ctx):
-            raise WorkbenchError(f"Sentence {i + 1} is {len(ids)} tokens long; probing takes 1 to {MAX_TOKENS}. Shorten it: {text[:60]!r}")
+        if not 0 < len(ids) <= limit:
+            raise WorkbenchError(f"Sentence {i + 1} is {len(ids)} tokens long; probing takes 1 to {limit} tokens here. "
+                                 f"Shorten it: {text[:60]!r}")
         all_ids.append(ids)
         all_positions.append(positions)
     return all_ids, all_positions

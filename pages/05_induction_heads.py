@@ -74,18 +74,42 @@ def story() -> None:
     )
 
 
+def clamp_to(key: str, label: str, most: int) -> None:
+    """Lower a value of ``key`` above ``most`` (typed in a link, or kept from a model with a longer
+    context) to ``most``, with a notice, before its widget is drawn; Streamlit would drop it silently."""
+    asked = st.session_state.get(key)
+    if asked is None and str(st.query_params.get(key, "")).isdigit():
+        asked = int(st.query_params[key])  # a link's value is not in session state before the widget
+    if isinstance(asked, int) and asked > most:
+        st.session_state[key] = most
+        notice = f"{label}: {asked} do not fit the limit of {limit} tokens here (BOS + copies x tokens); using {most}."
+        st.toast(notice)
+        st.caption(notice)
+
+
 # --- controls -----------------------------------------------------------------------------
 controls, side = st.columns([3, 2])
 with controls:
     c1, c2, c3 = st.columns(3)
-    longest = max(2, min(MAX_LENGTH, (info.n_ctx - 1) // 2))  # two copies must fit the context (toy models: 41)
-    asked = st.session_state.get("ind_len")
-    if isinstance(asked, int) and asked > longest:  # e.g. a length kept from a model with a longer context
-        st.session_state["ind_len"] = longest
-        st.toast(f"{asked} tokens twice do not fit this model's context of {info.n_ctx}; using {longest}.")
+    # BOS + copies x tokens must fit the token limit: the model's context (toy models: 41) and,
+    # on a workshop server, $WORKBENCH_MAX_PROMPT_TOKENS; the engine is never asked for more.
+    limit = model.token_limit()
+    longest = min(MAX_LENGTH, (limit - 1) // 2)
+    if longest < 3:
+        st.info(f"This page needs room for BOS and two copies of at least 3 random tokens (7 tokens); the limit here is "
+                f"{limit}. Pick a model with a longer context.")
+        st.stop()
+    clamp_to("ind_len", "Tokens in the random sequence", longest)
     length = c1.slider("Tokens in the random sequence", 2, longest, min(50, longest), key="ind_len", bind="query-params",
-                       help=f"BOS + copies x tokens must fit this model's context of {info.n_ctx}.")
-    repeats = c2.slider("Copies", 2, 4, 2, key="ind_rep", bind="query-params")
+                       help=f"BOS + copies x tokens must fit the limit of {limit} tokens here.")
+    most = min(4, (limit - 1) // length)
+    clamp_to("ind_rep", "Copies", most)
+    if most > 2:
+        repeats = c2.slider("Copies", 2, most, 2, key="ind_rep", bind="query-params",
+                            help=f"Up to {most} copies of {length} tokens fit the limit of {limit} tokens here.")
+    else:
+        repeats = 2
+        c2.metric("Copies", 2, help=f"Only two copies of {length} tokens fit the limit of {limit} tokens here.")
     seed = int(c3.number_input("Seed", 0, 1_000_000, 0, key="ind_seed", bind="query-params"))
 with side:
     story()

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from interp_core import WorkbenchError
+from interp_core import WorkbenchError, patching
 from interp_core.ablation import METHODS as ABLATION_METHODS
 from interp_core.attribution import agreement, attribution_patching
-from interp_core.patching import TARGETS, PatchingResult, ablation_effect, exact_patching, layer_cells, prepare_pair
+from interp_core.patching import TARGETS, PatchingResult, ablation_effect, exact_patching, prepare_pair, sweep_cost
 from ui import jobs, state
 from ui.charts import grid_frame, heatmap
 from ui.page import caution, explain, header, show_chart, warn_unknown_words
@@ -110,9 +110,13 @@ def attribution_job() -> dict[str, PatchingResult]:
     )
 
 
+def exact_key(target: str) -> tuple:
+    return ("patch_exact", target, *inputs)
+
+
 def exact_job(target: str) -> PatchingResult:
     return jobs.cached_job(
-        f"Exact patching: {TARGET_NAMES[target]}", ("patch_exact", target, *inputs),
+        f"Exact patching: {TARGET_NAMES[target]}", exact_key(target),
         lambda on_progress: exact_patching(state.get_model(spec), prepare_pair(state.get_model(spec), *inputs[1:]), target, on_progress=on_progress),
     )
 
@@ -170,9 +174,11 @@ def grid_chart(df: pd.DataFrame, result: PatchingResult, title: str) -> alt.Char
 
 target = st.segmented_control("Patch", list(TARGETS), format_func=TARGET_NAMES.get, key="patch_target", bind="query-params",
                               default="resid_pre") or "resid_pre"
-n_cells = model.info.n_layers * len(layer_cells(model, pair, target))
-run_exact = st.toggle(f"Run exact patching ({n_cells} cells)", value=True, key="patch_exact", bind="query-params",
-                      help="Batched through the model from the patched layer on; results are kept per input.")
+cost = sweep_cost(model, pair, target)
+run_exact = st.toggle(f"Run exact patching ({cost.cells:,} cells, {cost.describe()})", value=True, key="patch_exact",
+                      bind="query-params", help="Batched through the model from the patched layer on; results are kept per "
+                      "input. The time is estimated from the model's shape and the prompt length for the project's 2-core "
+                      "CPU; a GPU is many times faster.")
 approx, exact = st.columns(2)
 with approx:
     st.markdown("**Attribution patching** · approximation")
@@ -183,15 +189,24 @@ exact_result = None
 with exact:
     st.markdown("**Exact patching**")
     if run_exact:
-        try:
-            exact_result = exact_job(target)
-        except WorkbenchError as error:
-            state.show_error(error)
+        exact_result = jobs.lookup(exact_key(target))  # type: ignore[assignment]
+        # A long prompt makes the sweep slow (cells x tokens per cell): ask before starting one over a minute.
+        confirmed = exact_result is not None or cost.seconds <= patching.CONFIRM_SECONDS or st.button(
+            f"Run anyway ({cost.describe()})", key="patch_run_anyway", type="primary")
+        if not confirmed:
+            st.info(f"This exact sweep runs {cost.run_cells:,} cells over {pair.n_pos} tokens, {cost.describe()} on a 2-core "
+                    "CPU (it grows with the square of the prompt length). Shorten the prompts, or pick heads (all positions), "
+                    "or press **Run anyway**. The attribution preview on the left is already done.")
+        elif exact_result is None:
+            try:
+                exact_result = exact_job(target)
+            except WorkbenchError as error:
+                state.show_error(error)
+    else:
+        st.info("Switch on exact patching to compute the real grid.")
     if exact_result is not None:
         show_chart(grid_chart(grid_df(exact_result), exact_result, "recovery"), grid_df(exact_result), f"patch_exact_{target}",
                    caption="One patched run per cell, read at the last position.")
-    else:
-        st.info("Switch on exact patching to compute the real grid.")
 if target == "head_out_by_pos":
     st.caption(f"The charts show the {TOP_HEADS} heads with the largest effect; the downloads hold every head.")
 

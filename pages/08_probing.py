@@ -11,7 +11,7 @@ import streamlit as st
 
 from interp_core import WorkbenchError
 from interp_core.probe_data import BUNDLED, ProbeDataset, load_dataset, parse_csv
-from interp_core.probing import extract_features, fit_probes, selectivity_note
+from interp_core.probing import MAX_TOKENS, encode_dataset, extract_features, fit_probes, selectivity_note
 from ui import jobs, page, state
 from ui.charts import grid_frame, heatmap
 
@@ -19,8 +19,11 @@ page.header("Probing", "What information is linearly decodable at each layer, an
 model = state.require_model()
 spec = state.model_spec()
 n_layers = model.info.n_layers
+limit = model.token_limit(MAX_TOKENS)  # the longest sentence probed here (context, workshop limit)
 
 SETS = [*BUNDLED, "upload"]
+page.url_names_options("probe_set", SETS)  # ?probe_set=upload must ask for the upload, not probe the default set
+page.url_names_options("probe_pool", ["last", "mean"])
 left, mid, right = st.columns([2, 1, 1])
 choice = left.selectbox("Dataset", SETS, key="probe_set", bind="query-params",
                         format_func=lambda s: BUNDLED[s]["title"] if s in BUNDLED else "Your own CSV")
@@ -41,7 +44,8 @@ def chosen_dataset() -> tuple[ProbeDataset, str] | None:
     if choice in BUNDLED:
         return load_dataset(choice), choice
     st.markdown("Upload a CSV with columns `text,label` (one label per sentence) or `text,labels` (one label per "
-                "space-separated word; punctuation as its own word, e.g. `The cat sat .` / `DET NOUN VERB PUNCT`).")
+                "space-separated word; punctuation as its own word, e.g. `The cat sat .` / `DET NOUN VERB PUNCT`). "
+                f"Each sentence may have up to {limit} tokens for this model.")
     upload = st.file_uploader("CSV file", type=["csv"], key="probe_file")
     pasted = st.text_area("…or paste the CSV here", key="probe_paste", height=120)
     if upload is not None:
@@ -54,8 +58,16 @@ def chosen_dataset() -> tuple[ProbeDataset, str] | None:
     return cached_parse(content, name), "upload-" + hashlib.sha256(content).hexdigest()[:16]
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def check_lengths(spec: str, data_key: str, limit: int, _dataset: ProbeDataset) -> None:
+    """Raise WorkbenchError naming the first sentence over ``limit`` tokens (cached once it passes)."""
+    encode_dataset(state.get_model(spec), _dataset)
+
+
 try:
     found = chosen_dataset()
+    if found is not None:  # every sentence within this server's token limit, before any job queues
+        check_lengths(spec, found[1], limit, found[0])
 except WorkbenchError as error:
     st.error(str(error))
     st.stop()

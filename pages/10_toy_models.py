@@ -7,22 +7,36 @@ them apart: holdout accuracy, ablations, attention patterns, predictions before 
 from __future__ import annotations
 
 import re
+import secrets
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from interp_core import WorkbenchError, list_toy_models
-from interp_core.loading import toy_model_dir, user_toy_dir
+from interp_core.loading import TOY_PREFIX, toy_model_dir, user_toy_dir
 from interp_core.toy.analysis import ABLATIONS, analyse_copying, analyse_reverse_increment, example_prompt
 from interp_core.toy.tasks import TASKS, get_task
 from interp_core.toy.train import CURVE_POINTS, CurvePoint, read_task_record, task_of_toy, train_toy
 from ui import jobs, state
 from ui.charts import grid_frame, heatmap
+from ui.config import allowed_models
 from ui.page import caution, explain, header, show_chart
 
 WRITE_UP = {"none": 1.0, "mlp_weights_zero": 0.1767, "attn_weights_zero": 0.2919}  # the seed documents' reported numbers
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TRAINED = "_toy_trained_here"  # session key: names this session trained, which it may retrain in place
+
+try:  # branch h1 adds these to loading.py (one name rule for the CLI and the page; shipped copies win)
+    from interp_core.loading import is_shipped_toy, valid_toy_name
+except ImportError:  # until that is merged: the same rules, locally
+    from interp_core.loading import SHIPPED_TOY_DIR
+
+    def valid_toy_name(name: str) -> bool:
+        return bool(NAME_RE.match(name or ""))
+
+    def is_shipped_toy(name: str) -> bool:
+        return (SHIPPED_TOY_DIR / name.removeprefix(TOY_PREFIX) / "config.json").is_file()
 
 header("Toy Models", "What circuits does a transformer learn on a task we fully understand?")
 explain(
@@ -75,60 +89,94 @@ def curve_chart(history: list[dict], title: str) -> tuple[alt.Chart, pd.DataFram
 
 
 # --- training ------------------------------------------------------------------------------
-st.subheader("Train")
-cols = st.columns(6)
-epochs = cols[0].number_input("Epochs", 1, 1000, spec.epochs, key=f"toy_ep_{task}", bind="query-params")
-lr = cols[1].number_input("Learning rate", 1e-5, 0.5, spec.lr, format="%.4f", key=f"toy_lr_{task}", bind="query-params")
-batch = cols[2].number_input("Batch size", 1, 8192, spec.batch_size, key=f"toy_bs_{task}", bind="query-params")
-decay = cols[3].number_input("Weight decay", 0.0, 1.0, spec.weight_decay, format="%.3f", key=f"toy_wd_{task}", bind="query-params")
-seed = cols[4].number_input("Seed", 0, 2**31 - 1, 0, key=f"toy_seed_{task}", bind="query-params")
-name = cols[5].text_input("Save as", f"{task}-mine", key=f"toy_name_{task}", bind="query-params")
-st.caption(
-    f"Saved under `{user_toy_dir()}`; it then appears in the sidebar's model list as `toy:NAME`. The same seed on the "
-    "CPU gives the same model. One epoch = one pass over the training set; the learning rate decays (cosine) to a tenth; the "
-    f"holdout set is checked {CURVE_POINTS} times along the way (the live curve)."
-)
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be saved by this session, or None when it can."""
+    if not valid_toy_name(name):
+        return f"'{name}' cannot be a model name: use letters, digits, '-', '_' or '.', up to 64 characters, no spaces."
+    if is_shipped_toy(name):
+        return f"`toy:{name}` is a shipped model; pick another name so that it stays as shipped."
+    target = user_toy_dir() / name
+    taken = target.exists() and (not target.is_dir() or any(target.iterdir()))
+    if taken and name not in st.session_state.get(TRAINED, set()):
+        return (f"A toy model named `toy:{name}` already exists (another participant may have trained it); pick another "
+                "name. Models you trained in this session can be retrained under the same name.")
+    return None
 
-if st.button("Train", key="toy_train", type="primary"):
-    if not NAME_RE.match(name or ""):
-        st.error(f"'{name}' cannot be a model name: use letters, digits, '-', '_' or '.', up to 64 characters, no spaces.")
-    else:
-        out_dir = user_toy_dir() / name
-        live = st.empty()
-        logs: list[dict] = []
 
-        def on_point(point: CurvePoint) -> None:  # called from this script thread, so writing to `live` is safe
-            logs.append(point.__dict__)
-            live.altair_chart(curve_chart(logs, f"Training {name}")[0])
+def train_section() -> None:
+    st.subheader("Train")
+    if allowed_models():
+        st.info("Training is off on this workshop server: a hosted server does not train models (a run keeps a CPU busy "
+                "for minutes and saves files on the server). The host can train one beforehand and add it to "
+                "WORKBENCH_ALLOWED_MODELS, e.g. `toy:reverse-increment`.")
+        return
+    cols = st.columns(6)
+    epochs = cols[0].number_input("Epochs", 1, 1000, spec.epochs, key=f"toy_ep_{task}", bind="query-params")
+    lr = cols[1].number_input("Learning rate", 1e-5, 0.5, spec.lr, format="%.4f", key=f"toy_lr_{task}", bind="query-params")
+    batch = cols[2].number_input("Batch size", 1, 8192, spec.batch_size, key=f"toy_bs_{task}", bind="query-params")
+    decay = cols[3].number_input("Weight decay", 0.0, 1.0, spec.weight_decay, format="%.3f", key=f"toy_wd_{task}", bind="query-params")
+    seed = cols[4].number_input("Seed", 0, 2**31 - 1, 0, key=f"toy_seed_{task}", bind="query-params")
+    # A default unique to this session: two participants who keep it must not overwrite each other.
+    default_name = st.session_state.setdefault(f"_toy_default_name_{task}", f"{task}-{secrets.token_hex(3)}")
+    name = cols[5].text_input("Save as", default_name, key=f"toy_name_{task}", bind="query-params")
+    st.caption(
+        f"Saved under `{user_toy_dir()}`; it then appears in the sidebar's model list as `toy:NAME`. The same seed on the "
+        "CPU gives the same model. One epoch = one pass over the training set; the learning rate decays (cosine) to a tenth; the "
+        f"holdout set is checked {CURVE_POINTS} times along the way (the live curve)."
+    )
+    if not st.button("Train", key="toy_train", type="primary"):
+        return
+    problem = name_problem(name or "")
+    if problem:
+        st.error(problem)
+        return
+    trained_here: set[str] = st.session_state.setdefault(TRAINED, set())
+    overwrite = name in trained_here  # only this session's own model is replaced
+    out_dir = user_toy_dir() / name
+    live = st.empty()
+    logs: list[dict] = []
 
-        key = ("toy-train", task, int(epochs), float(lr), int(batch), float(decay), int(seed), str(out_dir))
-        try:
-            result = jobs.cached_job(
-                f"Training {name}",
-                key,
-                lambda progress: train_toy(task, epochs=int(epochs), lr=float(lr), batch_size=int(batch),
-                                           weight_decay=float(decay), seed=int(seed), out_dir=out_dir,
-                                           on_progress=progress, on_point=on_point),
-                heavy=True,
-            )
-        except WorkbenchError as error:
-            st.error(str(error))
-        else:
-            live.empty()
-            state.get_model.clear(f"toy:{name}")  # a retrained name must not serve the old weights
-            st.session_state["toy_pick"] = f"toy:{name}"
-            st.success(
-                f"Trained `toy:{name}` in {result.seconds:.0f} s on {result.device}: final training loss "
-                f"{result.final_loss:.4f} nats, holdout accuracy {result.holdout_accuracy:.2%}. Analysed below."
-            )
+    def on_point(point: CurvePoint) -> None:  # called from this script thread, so writing to `live` is safe
+        logs.append(point.__dict__)
+        live.altair_chart(curve_chart(logs, f"Training {name}")[0])
+
+    key = ("toy-train", task, int(epochs), float(lr), int(batch), float(decay), int(seed), str(out_dir))
+    try:
+        result = jobs.cached_job(
+            f"Training {name}",
+            key,
+            lambda progress: train_toy(task, epochs=int(epochs), lr=float(lr), batch_size=int(batch),
+                                       weight_decay=float(decay), seed=int(seed), out_dir=out_dir, overwrite=overwrite,
+                                       on_progress=progress, on_point=on_point),
+            heavy=True,
+        )
+    except WorkbenchError as error:
+        st.error(str(error))
+        return
+    trained_here.add(name)
+    live.empty()
+    state.get_model.clear(f"toy:{name}")  # a retrained name must not serve the old weights
+    st.session_state["toy_pick"] = f"toy:{name}"
+    st.success(
+        f"Trained `toy:{name}` in {result.seconds:.0f} s on {result.device}: final training loss "
+        f"{result.final_loss:.4f} nats, holdout accuracy {result.holdout_accuracy:.2%}. Analysed below."
+    )
+
+
+train_section()
 
 # --- taking it apart -----------------------------------------------------------------------
 st.subheader("Take it apart")
 
 
-models = [m for m in list_toy_models() if task_of_toy(m) == task]
+fixed = allowed_models()
+models = [m for m in list_toy_models() if task_of_toy(m) == task and (not fixed or m in fixed)]
 if not models:
-    st.info(f"No {task} model yet: train one above.")
+    if fixed:  # a workshop server analyses only the models its host allowed
+        st.info(f"This workshop server offers no {task} toy model. The host can add one to WORKBENCH_ALLOWED_MODELS; "
+                f"allowed here: {', '.join(fixed)}.")
+    else:
+        st.info(f"No {task} model yet: train one above.")
     st.stop()
 if st.session_state.get("toy_pick") not in models:
     st.session_state.pop("toy_pick", None)

@@ -242,12 +242,14 @@ class TestPage:
         assert page.slider(key="ind_len").value == 63
         assert any("do not fit" in t.value for t in page.toast)
 
-    def test_too_many_copies_shows_error(self, page):
+    def test_too_many_copies_are_cut_to_fit(self, page):
+        """Copies that do not fit are lowered with a note; the engine is never asked for more (it used to error)."""
         page.session_state["ind_len"] = 60
         page.session_state["ind_rep"] = 3  # BOS + 3 x 60 > 128
         page.run()
-        assert not page.exception
-        assert any("context" in e.value for e in page.error)
+        assert not page.exception and not page.error
+        assert any("Copies: 3 do not fit the limit of 128" in c.value for c in page.caption)
+        assert any(e.label.startswith("The token sequence (121 tokens: BOS + 2 x 60)") for e in page.expander)
         assert page.title[0].value == "Induction Heads"
 
 

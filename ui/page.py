@@ -6,6 +6,7 @@
   chart is also recorded for the page's one-file report.
 - :func:`caution`: the line on what a picture does and does not show.
 - :func:`preset_picker`: presets that fill the page's inputs.
+- :func:`url_names_options`: let a link name an option of a formatted widget by its value.
 """
 
 from __future__ import annotations
@@ -59,6 +60,18 @@ def preset_picker(presets: dict[str, dict], *, key: str) -> dict:
     names = list(presets)
     choice = st.selectbox("Preset", names, key=key, bind="query-params")
     return presets[choice]
+
+
+def url_names_options(key: str, options: list[str]) -> None:
+    """Accept ``?key=VALUE`` for a widget bound to the URL that shows ``options`` through a ``format_func``.
+
+    Streamlit writes such a widget's *label* into the URL and drops a value it cannot match
+    among the labels, so a hand-written or shared link with the option's value (``probe_set=upload``)
+    silently fell back to the default. Call this before creating the widget.
+    """
+    wanted = st.query_params.get(key)
+    if wanted in options and st.session_state.get(key) != wanted:
+        st.session_state[key] = wanted
 
 
 def warn_unknown_words(model: LoadedModel, text: str, what: str = "the prompt") -> None:

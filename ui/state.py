@@ -13,6 +13,7 @@ from interp_core.loading import default_model_ready, prepare_default_model
 from ui.config import allowed_models
 
 DEFAULT_PROMPT = "The capital of France is"
+_FAILED = "_model_failed"  # the spec whose load failed in this script run (its error is already on screen)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -30,27 +31,44 @@ def prompt() -> str:
 
 
 def load_current_model() -> LoadedModel | None:
-    """Load (or fetch from cache) the sidebar's model; show an error and return None on failure."""
+    """Load (or fetch from cache) the sidebar's model; show an error and return None on failure.
+
+    app.py's sidebar calls this first in every script run; the outcome is remembered in
+    session state so that :func:`require_model` on the page neither shows the error a second
+    time nor tries the failing load again.
+    """
     spec = model_spec()
     fixed = allowed_models()
     if fixed and spec not in fixed:
-        st.error(f"This workshop server only offers these models: {', '.join(fixed)}; '{spec}' is not one of them.")
-        return None
+        return _failed(spec, f"This workshop server only offers these models: {', '.join(fixed)}; '{spec}' is not one of them.")
     try:
         if spec == DEFAULT_MODEL and not default_model_ready():
             bar = st.progress(0.0, text="First start: preparing the bundled SmolLM2-135M")
             prepare_default_model(lambda fraction, message: bar.progress(min(fraction, 1.0), text=message))
             bar.empty()
         with st.spinner(f"Loading {spec}…"):
-            return get_model(spec)
+            model = get_model(spec)
     except WorkbenchError as error:
-        st.error(f"Could not load model '{spec}': {error}")
-        return None
+        return _failed(spec, f"Could not load model '{spec}': {error}")
+    st.session_state.pop(_FAILED, None)
+    return model
+
+
+def _failed(spec: str, message: str) -> None:
+    st.error(message)
+    st.session_state[_FAILED] = spec
 
 
 def require_model() -> LoadedModel:
-    """The current model, or stop the page (the error is already shown)."""
-    model = load_current_model()
+    """The current model, or stop the page.
+
+    The sidebar has already tried this model in the same script run: when that failed, its
+    error is on screen, so the page adds only what to do next instead of a second copy.
+    """
+    if st.session_state.get(_FAILED) == model_spec():
+        model = None
+    else:
+        model = load_current_model()
     if model is None:
         st.info("Pick another model in the sidebar; the bundled smollm2-135m always works offline.")
         st.stop()

@@ -4,10 +4,11 @@ a grid of normalised recovery from activation patching (denoising)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 
-from interp_core.patching import METHODS, TARGETS, patch
+from interp_core.patching import METHODS, TARGETS, patch, prepare_pair, sweep_cost
 
 NAME = "patch"
 HELP = "activation patching: how much of the clean answer each layer/position/head restores"
@@ -26,6 +27,11 @@ def run(args: argparse.Namespace) -> dict:
     from interp_core.cli import model_from_args
 
     model = model_from_args(args)
+    if args.method == "exact" and not args.json:  # say what it costs first; --json output stays exactly as it was
+        pair = prepare_pair(model, args.clean, args.corrupt, args.answer, args.wrong)
+        cost = sweep_cost(model, pair, args.target)
+        print(f"exact patching of {args.target}: {cost.cells:,} cells over {pair.n_pos} tokens, {cost.describe()} "
+              "on a 2-core CPU (estimate; a GPU is faster)", file=sys.stderr, flush=True)
     return patch(model, args.clean, args.corrupt, args.answer, args.wrong, args.target, method=args.method).to_json()
 
 

@@ -57,6 +57,11 @@ def sidebar() -> None:
             info = model.info
             st.caption(f"{info.family} · {info.n_layers} layers · {info.n_heads} heads · {info.device} · loaded in {info.load_seconds:.1f} s")
             warn_unknown_words(model, state.prompt())
+            n_tokens = model.unknown_tokens(state.prompt())[1]
+            limit = model.token_limit()
+            line = f"Prompt: {n_tokens} tokens (this server's limit: {limit})"
+            (st.warning if n_tokens > limit else st.caption)(
+                line + (". Shorten it: pages will refuse it." if n_tokens > limit else ""))
 
 
 def report_download() -> None:

@@ -33,6 +33,7 @@ import torch
 
 from interp_core.circuits import check_head, layer_heads, ov_weights
 from interp_core.errors import OutOfRangeError
+from interp_core.head_id import head_label
 from interp_core.model import LoadedModel
 
 Progress = Callable[[float, str], None]
@@ -137,7 +138,7 @@ class CompositionScores:
             for (layer, head), score in np.ndenumerate(scores):
                 base = self.baseline[kind]
                 rows.append({
-                    "from": str(self.labels[layer, head]), "to": f"L{self.layer}H{self.head}", "kind": kind.upper(),
+                    "from": str(self.labels[layer, head]), "to": head_label(self.layer, self.head), "kind": kind.upper(),
                     "score": float(score), "baseline": base, "excess": float(score) - base, "ratio": float(score) / base,
                 })
         return sorted(rows, key=lambda r: -r["excess"])[:n]
@@ -180,7 +181,7 @@ def composition_scores(
         baseline = {kind: base for kind in KINDS}
     if on_progress:
         on_progress(1.0, "random baseline")
-    labels = np.array([[f"L{i}H{h}" for h in range(n_heads)] for i in range(layer)], dtype=object).reshape(layer, n_heads)
+    labels = np.array([[head_label(i, h) for h in range(n_heads)] for i in range(layer)], dtype=object).reshape(layer, n_heads)
     return CompositionScores(
         layer, head, scores["q"], scores["k"], scores["v"], baseline, labels, fold_norms, time.perf_counter() - started, n_random
     )

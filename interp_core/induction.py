@@ -29,16 +29,13 @@ import torch
 
 from interp_core.ablation import ablation_hooks, reference_activations
 from interp_core.errors import BadPromptError, OutOfRangeError, WorkbenchError, check_index
+from interp_core.head_id import head_label
 from interp_core.head_scores import induction_mask, induction_score, previous_token_score
 from interp_core.model import LoadedModel
 from interp_core.names import hook_name
 
 Progress = Callable[[float, str], None]
 DEFAULT_LOW, DEFAULT_HIGH = 1000, 20000  # the GUIDE's id range for SmolLM2-135M
-
-
-def head_label(layer: int, head: int) -> str:
-    return f"L{layer}H{head}"
 
 
 # --- the repeated random sequence -------------------------------------------------------

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from interp_core import WorkbenchError
+from interp_core.head_id import HeadId
 from interp_core.induction import (
     AblationEvidence,
     KComposition,
@@ -152,7 +153,8 @@ st.dataframe(top[["label", "induction", "previous_token"]].rename(columns={"labe
              hide_index=True, width="stretch")
 ranked = [head_label(h["layer"], h["head"]) for h in result.top_heads(n_layers * n_heads)]
 chosen = st.selectbox("Head to look at (ranked by induction score)", ranked, key="ind_head", bind="query-params")
-layer, head = (int(x) for x in chosen[1:].split("H"))
+chosen_head = HeadId.parse(chosen)
+layer, head = chosen_head.layer, chosen_head.head
 
 
 def pattern_chart(pattern: np.ndarray, tokens: tuple[str, ...], mask: np.ndarray, title: str) -> tuple[alt.Chart, pd.DataFrame]:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from interp_core.errors import WorkbenchError
+from interp_core.head_id import HeadId
 from interp_core.hooks import HookFn
 from interp_core.model import LoadedModel
 from interp_core.names import hook_name
@@ -218,7 +219,7 @@ def analyse_copying(model: LoadedModel, task: str, *, seed: int = 0, n_patterns:
     holds = (seqs[rows] == answer[:, None]) & (keys_all[None, :] >= 1) & (keys_all[None, :] <= queries[:, None])
     return CopyingAnalysis(
         task=spec.name, holdout_accuracy=accuracy(model, data), n_holdout=len(data.holdout),
-        head_labels=[f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)],
+        head_labels=[str(h) for h in HeadId.grid(n_layers, n_heads)],
         previous_token=flat[:, :, q_all, q_all - 1].mean((0, 2)),
         induction=flat[rows, :, queries, keys].mean(0),
         same_token=flat[rows, :, queries, keys - 1].mean(0),

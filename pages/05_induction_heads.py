@@ -288,7 +288,8 @@ st.caption(f"Random matrices of the same shapes score {kc.baseline_mean:.3f} ± 
            "'times_random' in the tooltips divides by that.")
 explain("K-composition asks how much of what an earlier head writes (its OV matrix W_V W_O) the later head's keys read "
         "(its QK matrix W_Q W_K^T): ‖W_OV · W_QKᵀ‖_F / (‖W_OV‖_F ‖W_QK‖_F). A previous-token head that feeds an induction "
-        "head should stand well above random matrices. Each block's norm weight is folded into W_V, W_Q and W_K.")
+        "head should stand well above random matrices. Each block's norm is folded in (its weight, and LayerNorm's centring) "
+        "exactly as on the Circuits page, which shows the same numbers.")
 if info.positional == "rotary":
     caution("This model uses rotary position embeddings: W_QK here leaves the rotation out, so the scores read the "
-            "content part of the weights only. LayerNorm centring and biases are ignored too.")
+            "content part of the weights only. Biases are ignored too.")

@@ -30,7 +30,7 @@ from interp_core.ablation import ablation_hooks, reference_activations
 from interp_core.composition import composition_scores, random_baseline
 from interp_core.errors import BadPromptError, OutOfRangeError, WorkbenchError, check_index
 from interp_core.head_id import head_label
-from interp_core.head_scores import induction_mask, induction_score, previous_token_score
+from interp_core.head_scores import induction_mask, induction_score, previous_token_score, repeated_induction_score
 from interp_core.model import LoadedModel
 from interp_core.names import hook_name
 
@@ -77,18 +77,6 @@ def repeated_tokens(model: LoadedModel, length: int, n_repeats: int = 2, seed: i
     generator = torch.Generator().manual_seed(int(seed))
     r = candidates[torch.randint(0, len(candidates), (length,), generator=generator)]
     return torch.cat([torch.tensor([bos]), r.repeat(n_repeats)])[None]
-
-
-def stripe_score(pattern: np.ndarray, length: int) -> np.ndarray:
-    """Induction score on ``BOS + r * n``: mean over queries ``i > length`` of ``A[i, i - length + 1]``.
-
-    For ``n = 2`` this is exactly :func:`interp_core.head_scores.repeated_induction_score`.
-
-    Args:
-        pattern: ``(..., query, key)``.
-    """
-    # the diagonal starts at query length - 1 (key 0); queries length - 1 and length are not in a later copy
-    return np.diagonal(pattern, offset=-(length - 1), axis1=-2, axis2=-1)[..., 2:].mean(-1)
 
 
 def _patterns(cache: dict[str, torch.Tensor], n_layers: int, row: int = 0) -> np.ndarray:
@@ -173,7 +161,7 @@ def run_repeated(model: LoadedModel, length: int = 50, n_repeats: int = 2, seed:
         on_progress(1.0, "done")
     return RepeatedResult(
         tokens=tokens[0].numpy(), token_strings=tuple(model.token_strings(tokens[0])), length=length,
-        n_repeats=n_repeats, seed=seed, induction=stripe_score(patterns, length),
+        n_repeats=n_repeats, seed=seed, induction=repeated_induction_score(patterns, length),
         previous_token=previous_token_score(patterns), loss=loss, loss_first_half=first,
         loss_repeated_half=repeated, patterns=patterns,
     )

@@ -9,6 +9,7 @@ import streamlit as st
 
 from interp_core import WorkbenchError
 from interp_core.head_id import HeadId
+from interp_core.head_scores import induction_stripe_mask
 from interp_core.induction import (
     AblationEvidence,
     KComposition,
@@ -174,9 +175,7 @@ def pattern_chart(pattern: np.ndarray, tokens: tuple[str, ...], mask: np.ndarray
     return (cells + outline).properties(height=min(560, max(300, 12 * n))), df
 
 
-stripe = np.zeros_like(result.patterns[layer, head], dtype=bool)
-for i in range(length + 1, len(result.tokens)):
-    stripe[i, i - length + 1] = True
+stripe = induction_stripe_mask(len(result.tokens), length)
 chart, df = pattern_chart(result.patterns[layer, head], result.token_strings, stripe,
                           f"{chosen}: induction {result.induction[layer, head]:.3f}, previous-token {result.previous_token[layer, head]:.3f}")
 show_chart(chart, df, "induction_head_pattern", caption="Red outlines: the induction targets (the token after the previous occurrence).")

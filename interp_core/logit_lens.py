@@ -59,12 +59,7 @@ def readout(model: LoadedModel, resid: torch.Tensor, vocab: torch.Tensor | None 
     (or ``(..., len(vocab))``). Pure tensor maths, so it differentiates and never meets a hook
     another session attached to the final norm's module."""
     w = model.weights
-    x = resid.float()
-    if model.info.norm == "layernorm":
-        x = x - x.mean(-1, keepdim=True)
-    x = x / model.adapter.norm_scale(resid) * w.ln_final_w
-    if w.ln_final_b is not None:
-        x = x + w.ln_final_b
+    x = model.adapter.apply_final_norm(resid, w)
     W_U, b_U = (w.W_U, w.b_U) if vocab is None else (w.W_U[:, vocab], w.b_U[vocab])
     return x @ W_U + b_U
 

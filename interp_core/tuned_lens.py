@@ -239,11 +239,7 @@ def _ridge_fit(model: LoadedModel, x: torch.Tensor, final: torch.Tensor, ridge: 
     ``x, final (tokens, d_model)``. The target is the final residual's normalised direction
     times ``x``'s own norm scale, so the identity (the logit lens) is the ``ridge -> inf`` limit.
     """
-    def unit(h: torch.Tensor) -> torch.Tensor:
-        centred = h - h.mean(-1, keepdim=True) if model.info.norm == "layernorm" else h
-        return centred / model.adapter.norm_scale(h)
-
-    target = unit(final) * model.adapter.norm_scale(x) - x  # what A and c must add
+    target = model.adapter.apply_norm(final) * model.adapter.norm_scale(x) - x  # what A and c must add
     xa = torch.cat([x, torch.ones(len(x), 1)], dim=1).double()
     gram = xa.T @ xa
     penalty = ridge * gram.diagonal()[:-1].mean()

@@ -37,8 +37,8 @@ import torch
 from interp_core.errors import WorkbenchError
 from interp_core.hooks import attached, capture_into
 from interp_core.loading import workbench_home
-from interp_core.logit_lens import boundary_names, readout, residual_boundaries
 from interp_core.model import LoadedModel
+from interp_core.readout import boundary_names, readout, residual_boundaries
 
 Progress = Callable[[float, str], None]
 FILE_NAME = "translators.safetensors"

@@ -21,9 +21,10 @@ norm weight (``diag(ln1_w) W_Q``, ``diag(ln_final_w) W_U``) and, for LayerNorm, 
 all-ones direction the norm removes (writers ``W_E``, ``W_O`` are centred too, which changes
 norms but no products). The per-token ``1/scale`` is a positive number that rescales but never
 changes a sign or a copying score, so it is left out. Biases are left out too: circuits are the
-linear part. RMSNorm weights of trained models are far from 1 and uneven, so with RMSNorm the
-unfolded numbers describe a different map than the one the model runs; keep folding on unless
-you are comparing with raw-weight numbers.
+linear part. The arithmetic is the architecture adapter's (``Adapter.fold_norm_into_reader``,
+``Adapter.centre_writer``), shared with DLA and composition. RMSNorm weights of trained models
+are far from 1 and uneven, so with RMSNorm the unfolded numbers describe a different map than
+the one the model runs; keep folding on unless you are comparing with raw-weight numbers.
 
 Axis glossary: ``head`` query heads of one layer (GQA KV weights already expanded, so query
 head ``h`` carries KV head ``h // (n_heads // n_kv_heads)``'s ``W_K``/``W_V``), ``d_model``

@@ -212,32 +212,14 @@ def token_attention(patterns: AttentionPatterns, query: int, keys: Sequence[int]
 
 # --- verification from the weights --------------------------------------------------------
 def attention_scale(model: LoadedModel, layer: int) -> float:
-    """The factor the attention logits ``q . k`` are multiplied by in ``layer``.
-
-    ``1/sqrt(d_head)`` for every family, except that GPT-2 configs can switch it off
-    (``scale_attn_weights=False``) and can divide it further by ``layer + 1``
-    (``scale_attn_by_inverse_layer_idx=True``, used by some Mistral/Stanford GPT-2 runs).
-    """
-    config = model.adapter.config
-    scale = model.info.d_head ** -0.5
-    if model.info.family == "gpt2":
-        if not getattr(config, "scale_attn_weights", True):
-            scale = 1.0
-        if getattr(config, "scale_attn_by_inverse_layer_idx", False):
-            scale /= float(layer + 1)
-    return scale
+    """The factor the attention logits ``q . k`` are multiplied by in ``layer``: ``1/sqrt(d_head)``
+    unless the family's config says otherwise (the adapter knows; see ``Adapter.attention_scale``)."""
+    return model.adapter.attention_scale(layer)
 
 
 def block_norm(model: LoadedModel, layer: int, resid: torch.Tensor) -> torch.Tensor:
     """The block's attention-input norm (``ln1``) from the canonical weights, ``(..., d_model)``."""
-    w = model.weights.blocks[layer]
-    x = resid.float()
-    eps = model.adapter.norm_eps  # HF families share one epsilon between block and final norms
-    if model.info.norm == "rmsnorm":
-        return x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt() * w.ln1_w
-    centred = x - x.mean(-1, keepdim=True)
-    out = centred / (centred.pow(2).mean(-1, keepdim=True) + eps).sqrt() * w.ln1_w
-    return out + w.ln1_b if w.ln1_b is not None else out
+    return model.adapter.apply_block_norm(resid, model.weights.blocks[layer])
 
 
 def pattern_from_qk(model: LoadedModel, layer: int, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 from interp_core.hooks import HookFn
 from interp_core.model import LoadedModel
 from interp_core.names import hook_name
-from interp_core.patching import TARGETS, PatchingResult, PatchPair, logit_diff, make_result
+from interp_core.patch_pair import TARGETS, PatchingResult, PatchPair, logit_diff, make_result
 
 Progress = Callable[[float, str], None]
 POINTS: tuple[str, ...] = ("hook_resid_pre", "attn.hook_z", "hook_attn_out", "hook_mlp_out")
@@ -54,10 +54,10 @@ def attribution_patching(model: LoadedModel, pair: PatchPair, *, on_progress: Pr
     """Estimate every target's patching grid with one forward and one backward pass.
 
     Args:
-        pair: from :func:`interp_core.patching.prepare_pair`.
+        pair: from :func:`interp_core.patch_pair.prepare_pair`.
 
     Returns:
-        ``{target: PatchingResult}`` for every target in :data:`interp_core.patching.TARGETS`,
+        ``{target: PatchingResult}`` for every target in :data:`interp_core.patch_pair.TARGETS`,
         method ``"attribution"``; ``patched`` holds corrupted metric + estimated effect and
         ``grid`` the estimate normalised by (clean - corrupted) like the exact grid.
     """

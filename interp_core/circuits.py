@@ -21,9 +21,10 @@ norm weight (``diag(ln1_w) W_Q``, ``diag(ln_final_w) W_U``) and, for LayerNorm, 
 all-ones direction the norm removes (writers ``W_E``, ``W_O`` are centred too, which changes
 norms but no products). The per-token ``1/scale`` is a positive number that rescales but never
 changes a sign or a copying score, so it is left out. Biases are left out too: circuits are the
-linear part. RMSNorm weights of trained models are far from 1 and uneven, so with RMSNorm the
-unfolded numbers describe a different map than the one the model runs; keep folding on unless
-you are comparing with raw-weight numbers.
+linear part. The arithmetic is the architecture adapter's (``Adapter.fold_norm_into_reader``,
+``Adapter.centre_writer``), shared with DLA and composition. RMSNorm weights of trained models
+are far from 1 and uneven, so with RMSNorm the unfolded numbers describe a different map than
+the one the model runs; keep folding on unless you are comparing with raw-weight numbers.
 
 Axis glossary: ``head`` query heads of one layer (GQA KV weights already expanded, so query
 head ``h`` carries KV head ``h // (n_heads // n_kv_heads)``'s ``W_K``/``W_V``), ``d_model``
@@ -47,30 +48,6 @@ from interp_core.model import LoadedModel
 
 Progress = Callable[[float, str], None]
 
-# --- norm folding -----------------------------------------------------------------------------
-
-
-def fold_read(W: torch.Tensor, norm_w: torch.Tensor, norm: str) -> torch.Tensor:
-    """Fold a norm into a matrix that reads its output.
-
-    Args:
-        W: ``(..., d_model, n)`` reading matrix (``W_Q``, ``W_K``, ``W_V`` or ``W_U``).
-        norm_w: ``(d_model,)`` the norm's weight.
-        norm: ``"layernorm"`` (also project out the mean direction) or ``"rmsnorm"``.
-
-    Returns:
-        ``(..., d_model, n)``: ``diag(w) W``, centred over ``d_model`` for LayerNorm.
-    """
-    folded = W * norm_w[:, None]  # row i of W reads residual coordinate i, scaled by w_i
-    if norm == "layernorm":
-        folded = folded - folded.mean(dim=-2, keepdim=True)  # x P diag(w) W with P = I - 11^T/d
-    return folded
-
-
-def center_write(W: torch.Tensor, norm: str) -> torch.Tensor:
-    """``(..., d_model)`` writer with its mean over ``d_model`` removed for LayerNorm models."""
-    return W - W.mean(dim=-1, keepdim=True) if norm == "layernorm" else W
-
 
 @dataclass(frozen=True)
 class LayerHeads:
@@ -89,7 +66,7 @@ def layer_heads(model: LoadedModel, layer: int, *, fold_norms: bool = True) -> L
     """The reading and writing matrices of every head of ``layer``."""
     check_index("layer", layer, model.info.n_layers)
     block = model.weights.blocks[layer]
-    W_Q, W_K = (_read(W, block.ln1_w, model.info.norm, fold_norms) for W in (block.W_Q, block.W_K))
+    W_Q, W_K = (_read(model, W, block.ln1_w, fold_norms) for W in (block.W_Q, block.W_K))
     return LayerHeads(W_Q, W_K, *ov_weights(model, layer, fold_norms=fold_norms))
 
 
@@ -98,11 +75,12 @@ def ov_weights(model: LoadedModel, layer: int, *, fold_norms: bool = True) -> tu
     check_index("layer", layer, model.info.n_layers)
     block = model.weights.blocks[layer]
     W_O = block.W_O.float()
-    return _read(block.W_V, block.ln1_w, model.info.norm, fold_norms), center_write(W_O, model.info.norm) if fold_norms else W_O
+    return _read(model, block.W_V, block.ln1_w, fold_norms), model.adapter.centre_writer(W_O) if fold_norms else W_O
 
 
-def _read(W: torch.Tensor, norm_w: torch.Tensor, norm: str, fold: bool) -> torch.Tensor:
-    return fold_read(W.float(), norm_w.float(), norm) if fold else W.float()
+def _read(model: LoadedModel, W: torch.Tensor, norm_w: torch.Tensor, fold: bool) -> torch.Tensor:
+    """A reading matrix in float32, the norm with weight ``norm_w`` folded in when ``fold``."""
+    return model.adapter.fold_norm_into_reader(W.float(), norm_w.float()) if fold else W.float()
 
 
 def embed_unembed(model: LoadedModel, *, fold_norms: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,8 +88,8 @@ def embed_unembed(model: LoadedModel, *, fold_norms: bool = True) -> tuple[torch
     weights = model.weights
     W_E, W_U = weights.W_E.float(), weights.W_U.float()
     if fold_norms:
-        W_E = center_write(W_E, model.info.norm)
-        W_U = fold_read(W_U, weights.ln_final_w.float(), model.info.norm)
+        W_E = model.adapter.centre_writer(W_E)
+        W_U = model.adapter.fold_norm_into_reader(W_U, weights.ln_final_w.float())
     return W_E, W_U
 
 
@@ -369,7 +347,7 @@ def positional_qk(model: LoadedModel, layer: int, head: int, *, n_positions: int
         raise OutOfRangeError(f"n_positions must be at least 2, got {n_positions}.")
     started = time.perf_counter()
     with torch.no_grad():
-        pos = center_write(W_pos[:n].float(), model.info.norm) if fold_norms else W_pos[:n].float()
+        pos = model.adapter.centre_writer(W_pos[:n].float()) if fold_norms else W_pos[:n].float()
         scores = _qk_scores(model, layer, head, pos, pos, fold_norms)
     scores[np.triu_indices(n, k=1)] = np.nan  # a query never sees later keys
     labels = tuple(str(i) for i in range(n))

@@ -27,12 +27,14 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from interp_core.circuits import check_head, layer_heads, ov_weights
 from interp_core.errors import OutOfRangeError
+from interp_core.head_id import head_label
 from interp_core.model import LoadedModel
 
 Progress = Callable[[float, str], None]
@@ -69,16 +71,25 @@ def composition_score(left: tuple[torch.Tensor, torch.Tensor], right: tuple[torc
     return top / (factored_norm(*left) * factored_norm(*right))
 
 
-@functools.lru_cache(maxsize=32)
-def random_baseline(d_model: int, d_head: int, *, n_samples: int = 64, seed: int = 0) -> float:
-    """Mean composition score of random Gaussian ``(d_model, d_head) @ (d_head, d_model)`` pairs.
+class RandomBaseline(NamedTuple):
+    """Composition score of random Gaussian matrices: ``mean`` and (sample) ``std`` over the draws."""
 
-    Q-, K- and V-composition pair matrices of the same factored shapes, so one baseline serves all three.
+    mean: float
+    std: float
+
+
+@functools.lru_cache(maxsize=32)
+def random_baseline(d_model: int, d_head: int, *, n_samples: int = 64, seed: int = 0) -> RandomBaseline:
+    """Composition score of ``n_samples`` random Gaussian ``(d_model, d_head) @ (d_head, d_model)`` pairs.
+
+    Q-, K- and V-composition pair matrices of the same factored shapes, so one baseline serves all
+    three (and the Induction page's K-composition). Pages that show one number take ``.mean``.
     """
     generator = torch.Generator().manual_seed(seed)
     a1, b1 = (torch.randn(n_samples, d_model, d_head, generator=generator, dtype=torch.float64) for _ in range(2))
     a2, b2 = (torch.randn(n_samples, d_head, d_model, generator=generator, dtype=torch.float64) for _ in range(2))
-    return float(composition_score((a1, a2), (b1, b2)).mean())
+    scores = composition_score((a1, a2), (b1, b2))  # (n_samples,)
+    return RandomBaseline(float(scores.mean()), float(scores.std()) if n_samples > 1 else 0.0)
 
 
 def _prepare_right(b1: torch.Tensor, b2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -137,7 +148,7 @@ class CompositionScores:
             for (layer, head), score in np.ndenumerate(scores):
                 base = self.baseline[kind]
                 rows.append({
-                    "from": str(self.labels[layer, head]), "to": f"L{self.layer}H{self.head}", "kind": kind.upper(),
+                    "from": str(self.labels[layer, head]), "to": head_label(self.layer, self.head), "kind": kind.upper(),
                     "score": float(score), "baseline": base, "excess": float(score) - base, "ratio": float(score) / base,
                 })
         return sorted(rows, key=lambda r: -r["excess"])[:n]
@@ -176,11 +187,11 @@ def composition_scores(
             if on_progress:
                 on_progress((earlier + 1) / (layer + 1), f"layer {earlier + 1}/{layer}")
         info = model.info
-        base = random_baseline(info.d_model, info.d_head, n_samples=n_random, seed=seed)
+        base = random_baseline(info.d_model, info.d_head, n_samples=n_random, seed=seed).mean
         baseline = {kind: base for kind in KINDS}
     if on_progress:
         on_progress(1.0, "random baseline")
-    labels = np.array([[f"L{i}H{h}" for h in range(n_heads)] for i in range(layer)], dtype=object).reshape(layer, n_heads)
+    labels = np.array([[head_label(i, h) for h in range(n_heads)] for i in range(layer)], dtype=object).reshape(layer, n_heads)
     return CompositionScores(
         layer, head, scores["q"], scores["k"], scores["v"], baseline, labels, fold_norms, time.perf_counter() - started, n_random
     )

@@ -228,9 +228,7 @@ def effective_direction(model: LoadedModel, u: torch.Tensor, scale: float) -> to
 
     LayerNorm: ``centre(x) / scale * w . u == x . centre(w * u) / scale``; RMSNorm has no centring.
     """
-    d = model.weights.ln_final_w.to(_F64) * u
-    if model.adapter.norm == "layernorm":
-        d = d - d.mean()
+    d = model.adapter.fold_norm_into_reader(u[:, None], model.weights.ln_final_w.to(_F64))[:, 0]
     return d / scale
 
 

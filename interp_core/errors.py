@@ -37,3 +37,7 @@ def check_index(kind: str, value: int, size: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < size:
         raise OutOfRangeError(f"{kind} must be between 0 and {size - 1} for this model, got {value!r}.")
     return value
+
+
+class BadHeadIdError(WorkbenchError):
+    """A head name is not of the form ``L{layer}H{head}`` (e.g. ``"L3H7"``)."""

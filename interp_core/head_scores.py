@@ -7,7 +7,8 @@ Definitions (``../shared/GUIDE.md`` §3), for one head's pattern ``A[query, key]
 - duplicate-token: mean of ``A[i, j]`` over pairs where token ``j == token i`` and ``j < i``
   (NaN when the prompt repeats no token);
 - induction, on ``BOS + r + r`` with ``r`` of length ``T``: mean over second-half queries ``i``
-  of ``A[i, i-T+1]`` (the token after the previous occurrence of the current token);
+  of ``A[i, i-T+1]`` (the token after the previous occurrence of the current token; more copies:
+  every query in a later copy);
 - entropy: mean over queries of ``-sum_j A[i, j] log A[i, j]`` (nats).
 
 Every function takes patterns shaped ``(..., query, key)`` (any leading axes, e.g.
@@ -19,11 +20,17 @@ from __future__ import annotations
 import numpy as np
 
 
+def previous_token_attention(pattern: np.ndarray) -> np.ndarray:
+    """``(..., query, key) -> (..., query - 1)``: ``A[i, i-1]`` for every query ``i >= 1``."""
+    queries = np.arange(1, pattern.shape[-1])
+    return pattern[..., queries, queries - 1]
+
+
 def previous_token_score(pattern: np.ndarray) -> np.ndarray:
     n = pattern.shape[-1]
     if n < 2:
         return np.full(pattern.shape[:-2], np.nan)
-    return np.diagonal(pattern, offset=-1, axis1=-2, axis2=-1).mean(-1)
+    return np.diagonal(pattern, offset=-1, axis1=-2, axis2=-1).mean(-1)  # == previous_token_attention(pattern).mean(-1)
 
 
 def first_token_score(pattern: np.ndarray) -> np.ndarray:
@@ -66,13 +73,43 @@ def induction_score(pattern: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     return pattern[..., mask].mean(-1)
 
 
+def induction_key(query: np.ndarray | int, period: np.ndarray | int) -> np.ndarray | int:
+    """The key an induction head attends to from ``query`` in a sequence that repeats every
+    ``period`` tokens: the token right after the previous copy of the query's token."""
+    return query - period + 1
+
+
+def induction_stripe_mask(n_pos: int, period: int) -> np.ndarray:
+    """``(query, key)`` bool: the induction targets of ``BOS + r * n`` with ``len(r) == period``,
+    i.e. ``key = induction_key(query, period)`` for every query in a later copy (``query > period``)."""
+    mask = np.zeros((n_pos, n_pos), dtype=bool)
+    queries = np.arange(period + 1, n_pos)
+    mask[queries, induction_key(queries, period)] = True
+    return mask
+
+
 def repeated_induction_score(pattern: np.ndarray, half_length: int) -> np.ndarray:
-    """The GUIDE's induction score on ``BOS + r + r``: mean over second-half queries of
-    ``A[i, i - T + 1]`` with ``T = half_length`` (pattern has ``2T + 1`` positions)."""
+    """The GUIDE's induction score on ``BOS + r * n`` (``n >= 2`` copies of ``r``, ``T = half_length``
+    tokens each): mean over queries ``i`` in the later copies of ``A[i, i - T + 1]``.
+
+    Raises:
+        ValueError: the pattern does not have ``1 + n * T`` positions for some ``n >= 2``.
+    """
     n = pattern.shape[-1]
-    if n != 2 * half_length + 1:
-        raise ValueError(f"pattern has {n} positions; BOS + 2 x {half_length} needs {2 * half_length + 1}")
-    return np.diagonal(pattern, offset=-(half_length - 1), axis1=-2, axis2=-1)[..., -half_length:].mean(-1)
+    if half_length < 1 or n < 2 * half_length + 1 or (n - 1) % half_length:
+        raise ValueError(f"pattern has {n} positions; BOS + n x {half_length} (n >= 2) needs 1 + n * {half_length}")
+    # the diagonal key = query - (T - 1) starts at query T - 1; its first two queries (T - 1, T) are in the first copy
+    return np.diagonal(pattern, offset=-(half_length - 1), axis1=-2, axis2=-1)[..., 2:].mean(-1)
+
+
+def mean_attention_at(patterns: np.ndarray, rows: np.ndarray, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Mean attention on chosen cells of a batch: ``patterns (batch, heads, query, key)`` and aligned
+    index arrays ``rows, queries, keys (n,)`` -> ``(heads,)``, the mean of ``patterns[row, :, query, key]``.
+
+    For stripe scores whose keys depend on the sequence (a toy batch with a period per sequence:
+    ``keys = induction_key(queries, period[rows])``).
+    """
+    return patterns[rows, :, queries, keys].mean(0)
 
 
 def attention_entropy(pattern: np.ndarray) -> np.ndarray:

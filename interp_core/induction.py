@@ -22,23 +22,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
 
 from interp_core.ablation import ablation_hooks, reference_activations
+from interp_core.composition import composition_scores, random_baseline
 from interp_core.errors import BadPromptError, OutOfRangeError, WorkbenchError, check_index
-from interp_core.head_scores import induction_mask, induction_score, previous_token_score
+from interp_core.head_id import head_label
+from interp_core.head_scores import induction_mask, induction_score, previous_token_score, repeated_induction_score
 from interp_core.model import LoadedModel
 from interp_core.names import hook_name
 
 Progress = Callable[[float, str], None]
 DEFAULT_LOW, DEFAULT_HIGH = 1000, 20000  # the GUIDE's id range for SmolLM2-135M
-
-
-def head_label(layer: int, head: int) -> str:
-    return f"L{layer}H{head}"
 
 
 # --- the repeated random sequence -------------------------------------------------------
@@ -80,18 +77,6 @@ def repeated_tokens(model: LoadedModel, length: int, n_repeats: int = 2, seed: i
     generator = torch.Generator().manual_seed(int(seed))
     r = candidates[torch.randint(0, len(candidates), (length,), generator=generator)]
     return torch.cat([torch.tensor([bos]), r.repeat(n_repeats)])[None]
-
-
-def stripe_score(pattern: np.ndarray, length: int) -> np.ndarray:
-    """Induction score on ``BOS + r * n``: mean over queries ``i > length`` of ``A[i, i - length + 1]``.
-
-    For ``n = 2`` this is exactly :func:`interp_core.head_scores.repeated_induction_score`.
-
-    Args:
-        pattern: ``(..., query, key)``.
-    """
-    # the diagonal starts at query length - 1 (key 0); queries length - 1 and length are not in a later copy
-    return np.diagonal(pattern, offset=-(length - 1), axis1=-2, axis2=-1)[..., 2:].mean(-1)
 
 
 def _patterns(cache: dict[str, torch.Tensor], n_layers: int, row: int = 0) -> np.ndarray:
@@ -176,7 +161,7 @@ def run_repeated(model: LoadedModel, length: int = 50, n_repeats: int = 2, seed:
         on_progress(1.0, "done")
     return RepeatedResult(
         tokens=tokens[0].numpy(), token_strings=tuple(model.token_strings(tokens[0])), length=length,
-        n_repeats=n_repeats, seed=seed, induction=stripe_score(patterns, length),
+        n_repeats=n_repeats, seed=seed, induction=repeated_induction_score(patterns, length),
         previous_token=previous_token_score(patterns), loss=loss, loss_first_half=first,
         loss_repeated_half=repeated, patterns=patterns,
     )
@@ -329,25 +314,9 @@ def ablation_evidence(model: LoadedModel, length: int = 50, n_repeats: int = 2, 
 
 
 # --- evidence 2: K-composition in the weights ---------------------------------------------
-def _k_composition(W_V: torch.Tensor, W_O: torch.Tensor, W_Q: torch.Tensor, W_K: torch.Tensor) -> torch.Tensor:
-    """``||W_V W_O W_K W_Q^T||_F / (||W_V W_O||_F ||W_Q W_K^T||_F)`` without building d_model^2 matrices.
-
-    Args:
-        W_V: ``(..., d_model, d_head)`` and W_O ``(..., d_head, d_model)`` of the earlier heads;
-        W_Q, W_K: ``(d_model, d_head)`` of the later head.
-
-    Returns:
-        ``(...)`` scores. Uses ``||A M C||_F^2 = tr(M^T (A^T A) M (C C^T))``.
-    """
-    G_V = W_V.transpose(-1, -2) @ W_V  # (..., d_head, d_head)
-    G_Q, G_K = W_Q.T @ W_Q, W_K.T @ W_K
-    M = W_O @ W_K  # (..., d_head, d_head): the earlier head's output read by the later head's key
-    num = ((M.transpose(-1, -2) @ G_V @ M) * G_Q).sum((-1, -2))
-    ov = (G_V * (W_O @ W_O.transpose(-1, -2))).sum((-1, -2))
-    qk = (G_Q * G_K).sum()
-    return (num.clamp_min(0) / (ov * qk)).sqrt()
-
-
+# One implementation for every page: :mod:`interp_core.composition` (the Circuits page's), norms
+# folded as there (LayerNorm's centring included), one random baseline. This module only picks
+# the K column and lays it out as the Induction page draws it.
 @dataclass(frozen=True)
 class KComposition:
     """K-composition of every earlier head into one later head.
@@ -356,7 +325,8 @@ class KComposition:
         layer, head: the later (induction) head.
         scores: ``(layer, head)``; NaN for heads in layers ``>= layer`` (they cannot feed it).
         baseline_mean / baseline_std: the same score for random Gaussian matrices of the same shapes.
-        fold_norm: whether each block's norm weight was folded into W_V and W_Q/W_K.
+        fold_norm: whether each block's norm was folded in (weight, and centring for LayerNorm),
+            as :func:`interp_core.circuits.layer_heads` does.
     """
 
     layer: int
@@ -371,40 +341,14 @@ class KComposition:
                 "baseline_mean": self.baseline_mean, "baseline_std": self.baseline_std, "fold_norm": self.fold_norm}
 
 
-def _qk(model: LoadedModel, layer: int, head: int, fold_norm: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """One head's ``W_Q, W_K (d_model, d_head)`` in float64, the block's norm weight folded in (it scales the input)."""
-    b = model.weights.blocks[layer]
-    scale = b.ln1_w.double().cpu()[:, None] if fold_norm else 1.0
-    return b.W_Q[head].double().cpu() * scale, b.W_K[head].double().cpu() * scale
-
-
-def _ov(model: LoadedModel, layer: int, fold_norm: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """A block's ``W_V (head, d_model, d_head)`` (norm weight folded in) and ``W_O (head, d_head, d_model)``."""
-    b = model.weights.blocks[layer]
-    scale = b.ln1_w.double().cpu()[None, :, None] if fold_norm else 1.0
-    return b.W_V.double().cpu() * scale, b.W_O.double().cpu()
-
-
-@lru_cache(maxsize=16)  # depends only on the shapes
-def random_baseline(d_model: int, d_head: int, n_samples: int = 64, seed: int = 0) -> tuple[float, float]:
-    """Mean and std of the K-composition score for Gaussian matrices of the heads' shapes."""
-    g = torch.Generator().manual_seed(seed)
-    W_V, W_Q, W_K = (torch.randn(n_samples, d_model, d_head, generator=g, dtype=torch.float64) for _ in range(3))
-    W_O = torch.randn(n_samples, d_head, d_model, generator=g, dtype=torch.float64)
-    scores = torch.stack([_k_composition(W_V[i], W_O[i], W_Q[i], W_K[i]) for i in range(n_samples)])
-    return float(scores.mean()), float(scores.std())
-
-
 def k_composition(model: LoadedModel, layer: int, head: int, *, fold_norm: bool = True) -> KComposition:
     """K-composition scores of every head in layers ``< layer`` into head ``(layer, head)``."""
     check_index("layer", layer, model.info.n_layers)
     check_index("head", head, model.info.n_heads)
-    W_Q, W_K = _qk(model, layer, head, fold_norm)
-    scores = torch.full((model.info.n_layers, model.info.n_heads), float("nan"), dtype=torch.float64)
-    for early in range(layer):
-        scores[early] = _k_composition(*_ov(model, early, fold_norm), W_Q, W_K)
-    mean, std = random_baseline(model.info.d_model, model.info.d_head)
-    return KComposition(layer, head, scores.numpy(), mean, std, fold_norm)
+    scores = np.full((model.info.n_layers, model.info.n_heads), np.nan)
+    scores[:layer] = composition_scores(model, layer, head, fold_norms=fold_norm).k
+    baseline = random_baseline(model.info.d_model, model.info.d_head)
+    return KComposition(layer, head, scores, baseline.mean, baseline.std, fold_norm)
 
 
 def k_composition_pairs(model: LoadedModel, sources: list[tuple[int, int]], targets: list[tuple[int, int]], *,
@@ -412,9 +356,10 @@ def k_composition_pairs(model: LoadedModel, sources: list[tuple[int, int]], targ
     """``(len(sources), len(targets))`` K-composition scores; NaN where the source is not earlier."""
     out = np.full((len(sources), len(targets)), np.nan)
     for j, (tl, th) in enumerate(targets):
-        W_Q, W_K = _qk(model, tl, th, fold_norm)
+        if not any(sl < tl for sl, _ in sources):
+            continue
+        into = composition_scores(model, tl, th, fold_norms=fold_norm).k  # (tl, n_heads)
         for i, (sl, sh) in enumerate(sources):
             if sl < tl:
-                W_V, W_O = _ov(model, sl, fold_norm)
-                out[i, j] = float(_k_composition(W_V[sh], W_O[sh], W_Q, W_K))
+                out[i, j] = into[sl, check_index("head", sh, model.info.n_heads)]
     return out

@@ -22,51 +22,21 @@ as ``lens=`` to read the same grid through it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from interp_core.errors import OutOfRangeError
 from interp_core.model import LoadedModel
-
-if TYPE_CHECKING:
-    from interp_core.tuned_lens import TunedLens
+from interp_core.readout import (  # noqa: F401  (boundary_labels, boundary_names re-exported for pages and tests)
+    Translator,
+    boundary_labels,
+    boundary_names,
+    readout,
+    residual_boundaries,
+)
 
 MAX_TOP_K = 50
-
-
-def boundary_labels(n_layers: int) -> tuple[str, ...]:
-    """``("embed", "L0", ..., "L{n_layers-1}")``: one label per layer boundary."""
-    return ("embed", *(f"L{k}" for k in range(n_layers)))
-
-
-def boundary_names(n_layers: int) -> list[str]:
-    """The hook points holding the residual stream at each of the ``n_layers + 1`` boundaries."""
-    return [f"blocks.{b}.hook_resid_pre" for b in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
-
-
-def residual_boundaries(model: LoadedModel, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run ``tokens (batch, pos)`` once; return the model's logits ``(batch, pos, d_vocab)`` and
-    the residual stream at every boundary, ``(n_layers + 1, batch, pos, d_model)``."""
-    names = boundary_names(model.info.n_layers)
-    logits, cache = model.run_with_cache(tokens, names)
-    return logits, torch.stack([cache[n] for n in names])
-
-
-def readout(model: LoadedModel, resid: torch.Tensor, vocab: torch.Tensor | None = None) -> torch.Tensor:
-    """``unembed(final_norm(resid))`` from canonical weights: ``(..., d_model) -> (..., d_vocab)``
-    (or ``(..., len(vocab))``). Pure tensor maths, so it differentiates and never meets a hook
-    another session attached to the final norm's module."""
-    w = model.weights
-    x = resid.float()
-    if model.info.norm == "layernorm":
-        x = x - x.mean(-1, keepdim=True)
-    x = x / model.adapter.norm_scale(resid) * w.ln_final_w
-    if w.ln_final_b is not None:
-        x = x + w.ln_final_b
-    W_U, b_U = (w.W_U, w.b_U) if vocab is None else (w.W_U[:, vocab], w.b_U[vocab])
-    return x @ W_U + b_U
 
 
 @dataclass(frozen=True)
@@ -138,7 +108,7 @@ def run_logit_lens(
     *,
     top_k: int = 5,
     target: str | int | None = None,
-    lens: TunedLens | None = None,
+    lens: Translator | None = None,
     max_tokens: int | None = None,
 ) -> LensResult:
     """The logit lens (or, with ``lens``, the tuned lens) on ``prompt``.
@@ -196,7 +166,7 @@ def _read_boundary(
     model: LoadedModel,
     resid: torch.Tensor,
     boundary: int,
-    lens: TunedLens | None,
+    lens: Translator | None,
     final_logprobs: torch.Tensor,
     top_k: int,
     target_id: int | None,

@@ -69,8 +69,12 @@ def tiny_config(family: str, vocab_size: int, **overrides: object) -> object:
     raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
 
 
-def save_tiny_model(family: str, directory: str | Path, *, seed: int = 0, **overrides: object) -> Path:
-    """Create a random tiny ``family`` model with its tokenizer in ``directory``; returns it."""
+def save_tiny_model(family: str, directory: str | Path, *, seed: int = 0, uneven_norms: bool = False, **overrides: object) -> Path:
+    """Create a random tiny ``family`` model with its tokenizer in ``directory``; returns it.
+
+    ``uneven_norms=True`` draws every norm weight from ``U(0.5, 1.5)`` instead of leaving it at 1,
+    like a trained model's: tests of norm folding need weights whose folding changes something.
+    """
     from transformers import AutoModelForCausalLM
 
     directory = Path(directory)
@@ -84,6 +88,8 @@ def save_tiny_model(family: str, directory: str | Path, *, seed: int = 0, **over
                 param.normal_(0.0, 0.2)
             elif "bias" in name:
                 param.normal_(0.0, 0.05)
+            elif uneven_norms:  # the remaining 1-d weights are the norms' (all ones at init)
+                param.uniform_(0.5, 1.5)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

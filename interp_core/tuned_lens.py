@@ -37,8 +37,8 @@ import torch
 from interp_core.errors import WorkbenchError
 from interp_core.hooks import attached, capture_into
 from interp_core.loading import workbench_home
-from interp_core.logit_lens import boundary_names, readout, residual_boundaries
 from interp_core.model import LoadedModel
+from interp_core.readout import boundary_names, readout, residual_boundaries
 
 Progress = Callable[[float, str], None]
 FILE_NAME = "translators.safetensors"
@@ -239,11 +239,7 @@ def _ridge_fit(model: LoadedModel, x: torch.Tensor, final: torch.Tensor, ridge: 
     ``x, final (tokens, d_model)``. The target is the final residual's normalised direction
     times ``x``'s own norm scale, so the identity (the logit lens) is the ``ridge -> inf`` limit.
     """
-    def unit(h: torch.Tensor) -> torch.Tensor:
-        centred = h - h.mean(-1, keepdim=True) if model.info.norm == "layernorm" else h
-        return centred / model.adapter.norm_scale(h)
-
-    target = unit(final) * model.adapter.norm_scale(x) - x  # what A and c must add
+    target = model.adapter.apply_norm(final) * model.adapter.norm_scale(x) - x  # what A and c must add
     xa = torch.cat([x, torch.ones(len(x), 1)], dim=1).double()
     gram = xa.T @ xa
     penalty = ridge * gram.diagonal()[:-1].mean()

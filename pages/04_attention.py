@@ -23,6 +23,7 @@ from interp_core.attention import (
     token_attention,
     verify_patterns,
 )
+from interp_core.head_id import head_label
 from ui import state
 from ui.charts import grid_frame, heatmap
 from ui.page import caution, explain, header, show_chart
@@ -160,7 +161,7 @@ def pattern_chart(pattern: np.ndarray, title: str) -> tuple[alt.Chart, pd.DataFr
 
 def show_one_head() -> None:
     chart, df = pattern_chart(patterns.head(layer, head), f"Layer {layer}, head {head}")
-    show_chart(chart, df, f"attention_L{layer}H{head}", caption="Rows: the token doing the attending. Columns: the token "
+    show_chart(chart, df, f"attention_{head_label(layer, head)}", caption="Rows: the token doing the attending. Columns: the token "
                "attended to. Each row sums to 1; grey cells are masked (a token cannot see later tokens).")
     row = {name: scores.scores[name][layer, head] for name in SCORE_NAMES}
     st.markdown("**This head's scores on this prompt:** " + " · ".join(
@@ -266,7 +267,7 @@ def show_from_token() -> None:
     show_chart(chart, df, "attention_from_token", caption="Each cell: how much of this head's attention, at the query "
                "token, goes to the chosen key token(s). 1 = all of it.")
     top = np.dstack(np.unravel_index(np.argsort(-values, axis=None)[:3], values.shape))[0]
-    st.markdown("**Strongest:** " + ", ".join(f"L{lay}H{h} ({values[lay, h]:.2f})" for lay, h in top))
+    st.markdown("**Strongest:** " + ", ".join(f"{head_label(lay, h)} ({values[lay, h]:.2f})" for lay, h in top))
 
 
 def scores_frame() -> pd.DataFrame:
@@ -306,10 +307,10 @@ def show_head_jobs() -> None:
     for col, name in zip(cols, SCORE_NAMES):
         ranked = scores.ranked(name, 8)
         cells = [(lay, h) for lay, h, _ in ranked]
-        table = pd.DataFrame({"head": [f"L{lay}H{h}" for lay, h in cells], "score": [round(v, 3) for *_, v in ranked]})
+        table = pd.DataFrame({"head": [head_label(lay, h) for lay, h in cells], "score": [round(v, 3) for *_, v in ranked]})
         col.caption(SCORE_LABELS[name] + (" (lowest first)" if name == "entropy" else ""))
         col.dataframe(table, hide_index=True, key=f"attn_rank_{name}", on_select=partial(jump_from_table, f"attn_rank_{name}", cells), selection_mode="single-row", width="stretch")
-        options.update({f"{SCORE_LABELS[name]}: L{lay}H{h} ({v:.3f})": (lay, h) for lay, h, v in ranked})
+        options.update({f"{SCORE_LABELS[name]}: {head_label(lay, h)} ({v:.3f})": (lay, h) for lay, h, v in ranked})
     if options:
         a, b = st.columns([3, 1])
         a.selectbox("Or pick a head", list(options), key="attn_jump", bind="query-params")

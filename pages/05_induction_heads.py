@@ -8,6 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from interp_core import WorkbenchError
+from interp_core.head_id import HeadId
+from interp_core.head_scores import induction_stripe_mask
 from interp_core.induction import (
     AblationEvidence,
     KComposition,
@@ -176,7 +178,8 @@ st.dataframe(top[["label", "induction", "previous_token"]].rename(columns={"labe
              hide_index=True, width="stretch")
 ranked = [head_label(h["layer"], h["head"]) for h in result.top_heads(n_layers * n_heads)]
 chosen = st.selectbox("Head to look at (ranked by induction score)", ranked, key="ind_head", bind="query-params")
-layer, head = (int(x) for x in chosen[1:].split("H"))
+chosen_head = HeadId.parse(chosen)
+layer, head = chosen_head.layer, chosen_head.head
 
 
 def pattern_chart(pattern: np.ndarray, tokens: tuple[str, ...], mask: np.ndarray, title: str) -> tuple[alt.Chart, pd.DataFrame]:
@@ -196,9 +199,7 @@ def pattern_chart(pattern: np.ndarray, tokens: tuple[str, ...], mask: np.ndarray
     return (cells + outline).properties(height=min(560, max(300, 12 * n))), df
 
 
-stripe = np.zeros_like(result.patterns[layer, head], dtype=bool)
-for i in range(length + 1, len(result.tokens)):
-    stripe[i, i - length + 1] = True
+stripe = induction_stripe_mask(len(result.tokens), length)
 chart, df = pattern_chart(result.patterns[layer, head], result.token_strings, stripe,
                           f"{chosen}: induction {result.induction[layer, head]:.3f}, previous-token {result.previous_token[layer, head]:.3f}")
 show_chart(chart, df, "induction_head_pattern", caption="Red outlines: the induction targets (the token after the previous occurrence).")
@@ -310,7 +311,8 @@ st.caption(f"Random matrices of the same shapes score {kc.baseline_mean:.3f} ± 
            "'times_random' in the tooltips divides by that.")
 explain("K-composition asks how much of what an earlier head writes (its OV matrix W_V W_O) the later head's keys read "
         "(its QK matrix W_Q W_K^T): ‖W_OV · W_QKᵀ‖_F / (‖W_OV‖_F ‖W_QK‖_F). A previous-token head that feeds an induction "
-        "head should stand well above random matrices. Each block's norm weight is folded into W_V, W_Q and W_K.")
+        "head should stand well above random matrices. Each block's norm is folded in (its weight, and LayerNorm's centring) "
+        "exactly as on the Circuits page, which shows the same numbers.")
 if info.positional == "rotary":
     caution("This model uses rotary position embeddings: W_QK here leaves the rotation out, so the scores read the "
-            "content part of the weights only. LayerNorm centring and biases are ignored too.")
+            "content part of the weights only. Biases are ignored too.")

@@ -15,6 +15,7 @@ import streamlit as st
 from interp_core import WorkbenchError, patching
 from interp_core.ablation import METHODS as ABLATION_METHODS
 from interp_core.attribution import agreement, attribution_patching
+from interp_core.head_id import HeadId, head_label
 from interp_core.patching import TARGETS, PatchingResult, ablation_effect, exact_patching, prepare_pair, sweep_cost
 from ui import jobs, state
 from ui.charts import grid_frame, heatmap
@@ -148,7 +149,7 @@ with st.expander(f"Tokens ({pair.n_pos} each; {sum(differs)} differ, marked ≠)
 def grid_df(result: PatchingResult) -> pd.DataFrame:
     """Long-form frame of a grid: one row per cell with its labels, recovery and patched metric."""
     if result.grid.ndim == 3:
-        rows = [f"L{layer}H{head}" for layer in result.labels[0] for head in result.labels[1]]
+        rows = [head_label(layer, head) for layer in result.labels[0] for head in result.labels[1]]
         values, patched, names = result.grid.reshape(len(rows), -1), result.patched.reshape(len(rows), -1), ("head", "pos")
         cols = list(result.labels[2])
     else:
@@ -229,7 +230,7 @@ if exact_result is not None:
 
 # --- ablation -------------------------------------------------------------------------------
 st.subheader("Ablation: knock components out of the clean run")
-components = [f"L{layer}H{head}" for layer in range(model.info.n_layers) for head in range(model.info.n_heads)]
+components = [str(h) for h in HeadId.grid(model.info.n_layers, model.info.n_heads)]
 components += [f"MLP{layer}" for layer in range(model.info.n_layers)]
 left, right = st.columns([3, 1])
 picked = left.multiselect("Heads and MLPs", components, key="patch_ablate", bind="query-params", placeholder="e.g. L9H6, MLP0")
@@ -240,8 +241,8 @@ method = right.radio("Method", ABLATION_METHODS, horizontal=True, key="patch_abl
 def _target(label: str) -> tuple:
     if label.startswith("MLP"):
         return ("mlp", int(label[3:]))
-    layer, head = label[1:].split("H")
-    return ("head", int(layer), int(head))
+    head = HeadId.parse(label)
+    return ("head", head.layer, head.head)
 
 
 if picked:

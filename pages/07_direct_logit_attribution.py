@@ -14,6 +14,7 @@ import streamlit as st
 
 from interp_core import WorkbenchError
 from interp_core.dla import DLAResult, HeadSourceResult, direct_logit_attribution, head_source_attribution
+from interp_core.head_id import HeadId, head_label
 from ui import page, state
 from ui.charts import grid_frame, heatmap
 from ui.navigation import page_files
@@ -113,7 +114,7 @@ page.show_chart(
 # --- per-head view ------------------------------------------------------------------------
 st.subheader("Per head")
 heads_df = grid_frame(result.heads, list(range(info.n_layers)), list(range(info.n_heads)), "layer", "head", "contribution")
-heads_df["name"] = [f"L{layer}H{head}" for layer, head in zip(heads_df["layer"], heads_df["head"])]
+heads_df["name"] = [head_label(layer, head) for layer, head in zip(heads_df["layer"], heads_df["head"])]
 head_chart = heatmap(
     heads_df, "head", "layer", "contribution", scheme="redblue", domain=signed_domain(result.heads),
     tooltip=["name", alt.Tooltip("contribution:Q", format=".3f")], height=max(200, 16 * info.n_layers),
@@ -135,7 +136,7 @@ with table_col:
 
 # --- one head by source position --------------------------------------------------------------
 st.subheader("One head, by source position")
-head_names = [f"L{layer}H{head}" for layer in range(info.n_layers) for head in range(info.n_heads)]
+head_names = [str(h) for h in HeadId.grid(info.n_layers, info.n_heads)]
 choice = st.selectbox("Head", [AUTO_HEAD, *head_names], key="dla_head", bind="query-params",
                       help="Which head to split by the source token its value vector came from.")
 if choice == AUTO_HEAD or choice not in head_names:
@@ -165,7 +166,7 @@ source_chart = alt.Chart(source_df).mark_bar().encode(
 ).properties(height=280)
 page.show_chart(
     source_chart, source_df.drop(columns="label"), "dla_head_sources",
-    caption=f"L{layer}H{head} (reads KV head {source.kv_head}) at position {source.position}: attention weight times the "
+    caption=f"{head_label(layer, head)} (reads KV head {source.kv_head}) at position {source.position}: attention weight times the "
             f"source's value vector, through W_O and the frozen norm. The bars sum to the head's {source.head_total:.3f}.",
 )
 

@@ -26,6 +26,7 @@ from interp_core.circuits import (
     token_ids,
 )
 from interp_core.composition import KINDS, CompositionScores, composition_scores
+from interp_core.head_id import head_label
 from ui import jobs, page, state
 from ui.charts import download_buttons, grid_frame, heatmap
 
@@ -121,7 +122,7 @@ except WorkbenchError as error:
 frames = []
 for name, values in (("full OV (token space)", grid.full), ("residual-space OV", grid.basic)):
     df = grid_frame(values, list(range(info.n_layers)), list(range(info.n_heads)), "layer", "head", "copying")
-    df["circuit"], df["name"] = name, [f"L{a}H{b}" for a, b in zip(df["layer"], df["head"])]
+    df["circuit"], df["name"] = name, [head_label(a, b) for a, b in zip(df["layer"], df["head"])]
     frames.append(df)
 columns = st.columns(2)
 for column, df in zip(columns, frames):
@@ -145,7 +146,7 @@ default_layer, default_head_index = default_head()
 left, right = st.columns(2)
 layer = int(left.number_input(f"Layer (0 – {info.n_layers - 1})", value=default_layer, step=1, key="circ_layer", bind="query-params"))
 head = int(right.number_input(f"Head (0 – {info.n_heads - 1})", value=default_head_index, step=1, key="circ_head", bind="query-params"))
-name = f"L{layer}H{head}"
+name = head_label(layer, head)
 if info.n_kv_heads != info.n_heads and 0 <= head < info.n_heads:
     st.caption(f"Grouped-query attention: query head {head} reads KV head {model.adapter.kv_head_of(head)}'s W_K and W_V, "
                f"shared with the other {info.n_heads // info.n_kv_heads - 1} query heads of its group.")
@@ -276,7 +277,7 @@ else:
     columns = st.columns(3)
     for column, kind in zip(columns, KINDS):
         df = grid_frame(getattr(comp, kind), list(range(layer)), list(range(info.n_heads)), "layer", "head", "score")
-        df["from"] = [f"L{a}H{b}" for a, b in zip(df["layer"], df["head"])]
+        df["from"] = [head_label(a, b) for a, b in zip(df["layer"], df["head"])]
         df["× baseline"] = df["score"] / comp.baseline[kind]
         with column:
             chart = heatmap(df, "head", "layer", "score", scheme="viridis", domain=(0, top), title=f"{kind.upper()}-composition",

@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from interp_core import WorkbenchError, list_toy_models
+from interp_core.head_id import head_label
 from interp_core.loading import TOY_PREFIX, toy_model_dir, user_toy_dir
 from interp_core.toy.analysis import ABLATIONS, analyse_copying, analyse_reverse_increment, example_prompt
 from interp_core.toy.tasks import TASKS, get_task
@@ -304,7 +305,7 @@ def copying_view(result: object) -> None:
     for layer in range(result.example_patterns.shape[0]):
         for head in range(result.example_patterns.shape[1]):
             df = grid_frame(result.example_patterns[layer, head], tokens, tokens, "query", "key", "attention")
-            df["head"] = f"L{layer}H{head}"
+            df["head"] = head_label(layer, head)
             frames.append(df)
     df = pd.concat(frames)
     chart = heatmap(df, "key", "query", "attention", x_sort=tokens, y_sort=tokens, domain=(0.0, 1.0),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import astuple
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from interp_core.attention import (
 )
 from interp_core.cli import main
 from interp_core.errors import BadPromptError, OutOfRangeError
+from interp_core.head_id import HeadId
 from interp_core.tiny_models import save_tiny_model
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
@@ -228,7 +230,7 @@ class TestPage:
         page.selectbox(key="attn_jump").set_value(choice).run()
         page.button(key="attn_open").click().run()
         assert not page.exception
-        layer, head = (int(x) for x in choice.split(": L")[1].split(" ")[0].split("H"))
+        layer, head = astuple(HeadId.parse(choice.split(": ")[1].split(" ")[0]))
         assert (page.slider(key="attn_layer").value, page.slider(key="attn_head").value) == (layer, head)
         assert page.session_state["attn_view"] == "One head"  # the tab with the enlarged pattern opens
 

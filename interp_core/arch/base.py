@@ -107,6 +107,7 @@ class Adapter:
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     positional: Literal["learned", "rotary"] = "learned"
     parallel_residual: bool = False
+    gated_mlp: bool = False  # three MLP matrices (gate, up, down) rather than two
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -184,12 +185,63 @@ class Adapter:
             return Site(self.final_norm, "input", self.norm_scale, None)
         raise UnknownHookError(f"'{point}' does not exist in {self.family} models.")
 
+    # --- norm arithmetic ----------------------------------------------------------------
+    # Techniques never re-derive a norm: they call these. A norm here is ``x -> centre(x) / scale(x)
+    # * w + b``; LayerNorm centres (subtracts the mean over d_model) and has a bias, RMSNorm does
+    # neither. HF families share one epsilon between block and final norms.
+    @property
+    def centres(self) -> bool:
+        """Whether this family's norms subtract the mean over ``d_model`` (LayerNorm) or not (RMSNorm)."""
+        return self.norm == "layernorm"
+
+    def centre(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (..., d_model)`` with its mean over ``d_model`` removed when the norm centres; else ``x``."""
+        return x - x.mean(-1, keepdim=True) if self.centres else x
+
     def norm_scale(self, x: torch.Tensor) -> torch.Tensor:
-        """The divisor the final norm applies to ``x (..., d_model)``; shape ``(..., 1)``."""
+        """The divisor the norm applies to ``x (..., d_model)`` (float32); shape ``(..., 1)``."""
         x = x.float()
-        if self.norm == "rmsnorm":
+        if not self.centres:
             return (x.pow(2).mean(-1, keepdim=True) + self.norm_eps).sqrt()
         return (x.var(-1, keepdim=True, unbiased=False) + self.norm_eps).sqrt()
+
+    def apply_norm(self, x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``centre(x) / norm_scale(x) * weight + bias`` in float32 from explicit weights, ``(..., d_model)``.
+
+        Pure tensor maths (differentiable, and never meets a hook on the model's norm module).
+        ``weight=None`` gives the unit-scale direction the norm produces before its affine part.
+        """
+        x = x.float()
+        out = self.centre(x) / self.norm_scale(x)
+        if weight is not None:
+            out = out * weight
+        return out + bias if bias is not None else out
+
+    def apply_final_norm(self, resid: torch.Tensor, weights: ModelWeights) -> torch.Tensor:
+        """The final norm applied to ``resid (..., d_model)`` with ``weights``' ``ln_final_w/_b``."""
+        return self.apply_norm(resid, weights.ln_final_w, weights.ln_final_b)
+
+    def apply_block_norm(self, resid: torch.Tensor, block: BlockWeights) -> torch.Tensor:
+        """A block's attention-input norm (``ln1``) applied to ``resid (..., d_model)``."""
+        return self.apply_norm(resid, block.ln1_w, block.ln1_b)
+
+    def fold_norm_into_reader(self, W: torch.Tensor, norm_w: torch.Tensor) -> torch.Tensor:
+        """Fold a norm into a matrix that reads its output: ``W (..., d_model, n) -> (..., d_model, n)``.
+
+        ``diag(w) W``, then centred over ``d_model`` when the norm centres (``x P diag(w) W`` with
+        ``P = I - 11^T/d``), so ``norm(x) W == x fold(W) / scale(x)`` up to the norm's bias.
+        """
+        folded = W * norm_w[:, None]  # row i of W reads residual coordinate i, scaled by w_i
+        return folded - folded.mean(dim=-2, keepdim=True) if self.centres else folded
+
+    def centre_writer(self, W: torch.Tensor) -> torch.Tensor:
+        """A matrix that writes to the residual, ``(..., d_model)``, with the mean over ``d_model``
+        removed when the norm centres (the part every later norm throws away)."""
+        return W - W.mean(dim=-1, keepdim=True) if self.centres else W
+
+    def attention_scale(self, layer: int) -> float:
+        """The factor the attention logits ``q . k`` of ``layer`` are multiplied by: ``1/sqrt(d_head)``."""
+        return self.d_head ** -0.5
 
     # --- weights ------------------------------------------------------------------------
     def block_weights(self, layer: int) -> BlockWeights:

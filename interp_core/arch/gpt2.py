@@ -34,6 +34,16 @@ class GPT2Adapter(Adapter):
     def final_norm(self) -> nn.Module:
         return self.model.transformer.ln_f
 
+    def attention_scale(self, layer: int) -> float:
+        """``1/sqrt(d_head)``, unless the config switches it off (``scale_attn_weights=False``); divided
+        further by ``layer + 1`` with ``scale_attn_by_inverse_layer_idx=True`` (some Mistral/Stanford GPT-2 runs)."""
+        scale = super().attention_scale(layer)
+        if not getattr(self.config, "scale_attn_weights", True):
+            scale = 1.0
+        if getattr(self.config, "scale_attn_by_inverse_layer_idx", False):
+            scale /= float(layer + 1)
+        return scale
+
     def global_site(self, point: str) -> Site:
         if point == "hook_pos_embed":
             return identity_site(self.model.transformer.wpe, "output")

@@ -25,6 +25,7 @@ class LlamaAdapter(Adapter):
     family = "llama"
     norm = "rmsnorm"
     positional = "rotary"
+    gated_mlp = True
 
     @property
     def base(self) -> nn.Module:

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from interp_core.errors import WorkbenchError
+from interp_core.head_id import HeadId
+from interp_core.head_scores import induction_key, mean_attention_at, previous_token_attention
 from interp_core.hooks import HookFn
 from interp_core.model import LoadedModel
 from interp_core.names import hook_name
@@ -209,19 +211,18 @@ def analyse_copying(model: LoadedModel, task: str, *, seed: int = 0, n_patterns:
     patterns = torch.stack([cache[n] for n in names], 1).cpu().numpy()  # (n, layer, head, q, k)
     n, pos = tokens.shape
     rows, queries = np.nonzero(data.holdout_eval_mask[:n_patterns].numpy())  # logit j sits at query position j
-    keys = queries - data.holdout_period[:n_patterns][rows] + 1
+    keys = induction_key(queries, data.holdout_period[:n_patterns][rows])
     flat = patterns.reshape(n, n_layers * n_heads, pos, pos)
-    q_all = np.arange(1, pos)
     seqs = tokens.numpy()
     answer = seqs[rows, queries + 1]
     keys_all = np.arange(pos)
     holds = (seqs[rows] == answer[:, None]) & (keys_all[None, :] >= 1) & (keys_all[None, :] <= queries[:, None])
     return CopyingAnalysis(
         task=spec.name, holdout_accuracy=accuracy(model, data), n_holdout=len(data.holdout),
-        head_labels=[f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)],
-        previous_token=flat[:, :, q_all, q_all - 1].mean((0, 2)),
-        induction=flat[rows, :, queries, keys].mean(0),
-        same_token=flat[rows, :, queries, keys - 1].mean(0),
+        head_labels=[str(h) for h in HeadId.grid(n_layers, n_heads)],
+        previous_token=previous_token_attention(flat).mean((0, 2)),
+        induction=mean_attention_at(flat, rows, queries, keys),
+        same_token=mean_attention_at(flat, rows, queries, keys - 1),
         on_answer=(flat[rows, :, queries, :] * holds[:, None, :]).sum(-1).mean(0),
         first_token=flat[:, :, :, 0].mean((0, 2)),
         example_tokens=model.token_strings(tokens[0]), example_period=int(data.holdout_period[0]),

@@ -83,10 +83,9 @@ class LoadedModel:
         Only word-level tokenizers (the toy models) have a real UNK; byte-level ones (GPT-2,
         llama) never produce one, and where UNK doubles as BOS/EOS (GPT-2) it is not counted.
         """
-        tok = self.tokenizer
-        ids = tok(text)["input_ids"] if text else []
-        unk = getattr(tok, "unk_token_id", None)
-        if unk is None or unk in (getattr(tok, "bos_token_id", None), getattr(tok, "eos_token_id", None)):
+        ids = self.tokenizer(text)["input_ids"] if text else []
+        unk = self._real_unk_id()
+        if unk is None:
             return 0, len(ids)
         return sum(1 for i in ids if i == unk), len(ids)
 

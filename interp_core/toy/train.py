@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -201,7 +202,7 @@ def prepare_out_dir(out_dir: str | Path, *, overwrite: bool = False) -> tuple[Pa
 
     Refuses an empty name, a path that exists and is not a directory, and (unless ``overwrite``)
     a directory that exists and is not empty. Creates the parent folders and a hidden staging
-    sibling ``<parent>/.<name>.partial-<pid>``, which proves the place is writable; the model is
+    sibling ``<parent>/.<name>.partial-<pid>-<random>``, which proves the place is writable; the model is
     saved there and renamed to ``out_dir`` at the end (:func:`_publish`), so a failure never
     leaves a partial model behind.
 
@@ -226,10 +227,9 @@ def prepare_out_dir(out_dir: str | Path, *, overwrite: bool = False) -> tuple[Pa
     blocker = next((p for p in target.parents if p.exists() or p.is_symlink()), None)
     if blocker is not None and not blocker.is_dir():
         raise WorkbenchError(f"Cannot save a model in '{text}': '{blocker}' is a file, not a directory. Pick another place.")
-    staging = target.parent / f".{target.name}.partial-{os.getpid()}"
+    staging = target.parent / f".{target.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # unique per run, also per thread
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
     except OSError as error:
         raise WorkbenchError(
@@ -239,21 +239,22 @@ def prepare_out_dir(out_dir: str | Path, *, overwrite: bool = False) -> tuple[Pa
     return target, staging
 
 
-def _publish(staging: Path, target: Path) -> None:
-    """Move the finished model from ``staging`` to ``target``, replacing what was there."""
+def _publish(staging: Path, target: Path, *, overwrite: bool) -> None:
+    """Move the finished model from ``staging`` to ``target``, replacing what was there (only with ``overwrite``)."""
     old = None
     if target.is_dir() and any(target.iterdir()):
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
+        if not overwrite:  # someone saved there while this run trained
+            raise WorkbenchError(f"'{target}' was filled by another run while this one trained; pick another name for the model.")
+        old = target.parent / f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         target.rename(old)
     elif target.is_dir():
         target.rmdir()
     try:
         staging.rename(target)
-    except OSError:
+    except OSError as error:
         if old is not None:
             old.rename(target)  # put the previous model back
-        raise
+        raise WorkbenchError(f"Could not move the trained model into '{target}': {error.strerror or error}.") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -302,7 +303,7 @@ def train_toy(
         result, model = _train(spec, hyper, torch_device, max_steps, progress, on_point, out_dir)
         if staging is not None and target is not None:
             save_toy(model, spec, result, staging)
-            _publish(staging, target)
+            _publish(staging, target, overwrite=overwrite)
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)

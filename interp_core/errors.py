@@ -28,6 +28,14 @@ class UnknownHookError(WorkbenchError):
     """A hook-point name is not in the vocabulary, or this architecture lacks it."""
 
 
+class DeviceError(ModelLoadError):
+    """The requested device (``--device`` or ``$INTERP_DEVICE``) is unknown or absent on this machine."""
+
+
+class UsageError(WorkbenchError):
+    """A command-line argument is missing, malformed or not one of the choices."""
+
+
 class UnsupportedArchitectureError(ModelLoadError):
     """The model's architecture has no adapter."""
 

@@ -57,7 +57,19 @@ def repeated_tokens(model: LoadedModel, length: int, n_repeats: int = 2, seed: i
 
     Returns:
         ``(1, 1 + length * n_repeats)`` token ids.
+
+    Raises:
+        OutOfRangeError: ``low < 0``, ``high <= low``, a range holding fewer than 2 ordinary
+            tokens, or a seed outside ``[-2**63, 2**64)``.
     """
+    check_seed(seed)
+    if low < 0:
+        raise OutOfRangeError(f"The lowest token id (low) must be 0 or more, got {low}. Token ids start at 0.")
+    if high <= low:
+        raise OutOfRangeError(
+            f"The token id range [low, high) is empty: low = {low}, high = {high}. Give a high above low, "
+            f"e.g. low {DEFAULT_LOW} and high {DEFAULT_HIGH} (clipped to this model's {model.info.d_vocab} tokens)."
+        )
     if length < 2:
         raise BadPromptError(f"The repeated sequence needs at least 2 tokens, got {length}.")
     if n_repeats < 2:
@@ -73,10 +85,22 @@ def repeated_tokens(model: LoadedModel, length: int, n_repeats: int = 2, seed: i
         low, high = 0, model.info.d_vocab
     bos = bos_id(model)
     special = {bos, *(int(i) for i in getattr(model.tokenizer, "all_special_ids", []) or [])}
-    candidates = torch.tensor([i for i in range(low, high) if i not in special])
+    candidates = torch.tensor([i for i in range(low, high) if i not in special], dtype=torch.long)
+    if len(candidates) < 2:
+        raise OutOfRangeError(
+            f"The token id range [{low}, {high}) holds {len(candidates)} ordinary token(s) of this model (special tokens "
+            f"are never drawn); random sequences need at least 2. Widen the range (this model has {model.info.d_vocab} tokens)."
+        )
     generator = torch.Generator().manual_seed(int(seed))
     r = candidates[torch.randint(0, len(candidates), (length,), generator=generator)]
     return torch.cat([torch.tensor([bos]), r.repeat(n_repeats)])[None]
+
+
+def check_seed(seed: int) -> int:
+    """Return ``seed`` if a torch generator takes it (``-2**63 <= seed < 2**64``), else raise OutOfRangeError."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not -(2**63) <= int(seed) < 2**64:
+        raise OutOfRangeError(f"The seed must be a whole number from 0 to {2**64 - 1} (e.g. 0), got {seed!r}.")
+    return int(seed)
 
 
 def _patterns(cache: dict[str, torch.Tensor], n_layers: int, row: int = 0) -> np.ndarray:
@@ -125,7 +149,9 @@ class RepeatedResult:
         assert self.induction.shape == self.previous_token.shape == self.patterns.shape[:2]
 
     def top_heads(self, k: int = 10) -> list[dict]:
-        """The ``k`` heads of highest induction score, best first."""
+        """The ``k`` heads of highest induction score, best first (``k`` >= 1)."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise OutOfRangeError(f"The number of top heads to list must be at least 1, got {k!r}.")
         order = np.argsort(-self.induction, axis=None, kind="stable")[:k]
         n_heads = self.induction.shape[1]
         return [

@@ -83,10 +83,9 @@ class LoadedModel:
         Only word-level tokenizers (the toy models) have a real UNK; byte-level ones (GPT-2,
         llama) never produce one, and where UNK doubles as BOS/EOS (GPT-2) it is not counted.
         """
-        tok = self.tokenizer
-        ids = tok(text)["input_ids"] if text else []
-        unk = getattr(tok, "unk_token_id", None)
-        if unk is None or unk in (getattr(tok, "bos_token_id", None), getattr(tok, "eos_token_id", None)):
+        ids = self.tokenizer(text)["input_ids"] if text else []
+        unk = self._real_unk_id()
+        if unk is None:
             return 0, len(ids)
         return sum(1 for i in ids if i == unk), len(ids)
 
@@ -131,7 +130,28 @@ class LoadedModel:
             raise NotSingleTokenError(
                 f"{text!r} is {len(ids)} tokens for this model ({pieces}), not one. Pick a single-token word.{hint}"
             )
+        unk = self._real_unk_id()
+        if unk is not None and int(ids[0]) == unk and text.strip() != self.tokenizer.unk_token:
+            raise NotSingleTokenError(
+                f"{text!r} is unknown to this model: its tokenizer turns it into the unknown-token symbol "
+                f"{self.tokenizer.unk_token!r}. Pick one of its symbols, e.g. {', '.join(repr(s) for s in self._sample_symbols())}."
+            )
         return int(ids[0])
+
+    def _real_unk_id(self) -> int | None:
+        """The tokenizer's UNK id when it has a real one (word-level toy tokenizers); None where there
+        is none or it doubles as BOS/EOS (GPT-2), the rule of :meth:`unknown_tokens`."""
+        tok = self.tokenizer
+        unk = getattr(tok, "unk_token_id", None)
+        if unk is None or unk in (getattr(tok, "bos_token_id", None), getattr(tok, "eos_token_id", None)):
+            return None
+        return int(unk)
+
+    def _sample_symbols(self, n: int = 8) -> list[str]:
+        """A few ordinary (non-special) tokens of the vocabulary, lowest ids first."""
+        special = set(getattr(self.tokenizer, "all_special_ids", []) or [])
+        ids = [i for i in range(min(self.info.d_vocab, 4 * n + len(special))) if i not in special][:n]
+        return self.token_strings(ids)
 
     # --- running -----------------------------------------------------------------------
     @cached_property

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from interp_core.errors import OutOfRangeError
 from interp_core.model import LoadedModel
 
 
@@ -39,9 +40,13 @@ class Prediction:
 
 
 def predict_next(model: LoadedModel, prompt: str, top_k: int = 10, *, max_tokens: int | None = None) -> Prediction:
-    """Run ``prompt`` once and return its tokens and the ``top_k`` most likely next tokens."""
-    if top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    """Run ``prompt`` once and return its tokens and the ``top_k`` most likely next tokens.
+
+    Raises:
+        OutOfRangeError: ``top_k`` is below 1 (or not a whole number).
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise OutOfRangeError(f"top-k (how many next tokens to list) must be 1 or more, got {top_k!r}; e.g. 10.")
     ids = model.tokenize(prompt, max_tokens=max_tokens)
     probs = model.forward(ids, last_position_only=True)[0, -1].float().softmax(-1)
     values, indices = probs.topk(min(top_k, probs.shape[-1]))

@@ -196,10 +196,11 @@ class TestCli:
         assert set(result["ablations"]) == {"none", "mlp_weights_zero", "attn_weights_zero"}
         assert 0 < result["final_loss"] < 2.0
 
-    def test_unknown_task_exits_with_usage(self, tmp_path: Path) -> None:
-        """argparse refuses a task that is not one of the three."""
-        with pytest.raises(SystemExit):
-            main(["train-toy", "--task", "sorting", "--out", str(tmp_path)])
+    def test_unknown_task_exits_with_usage(self, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+        """argparse refuses a task that is not one of the three: status 2 and the choices, no traceback."""
+        assert main(["train-toy", "--task", "sorting", "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert "invalid choice: 'sorting'" in err and "reverse-increment" in err
 
 
 class TestPage:

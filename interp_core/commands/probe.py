@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from interp_core.errors import OutOfRangeError
 from interp_core.probe_data import BUNDLED, load_dataset
 from interp_core.probing import POOLS, PROBES, run_probe
 
@@ -22,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     from interp_core.cli import model_from_args
 
+    if not 0 <= args.seed < 2**32:  # numpy's seeding of the folds and control labels takes no other
+        raise OutOfRangeError(f"--seed must be a whole number from 0 to {2**32 - 1} (e.g. 0), got {args.seed}.")
     dataset = load_dataset(args.dataset)  # validate before loading the model
     result = run_probe(model_from_args(args), dataset, probe=args.probe, n_folds=args.folds, seed=args.seed, pool=args.pool)
     return {"dataset": dataset.name, "level": dataset.level, **result.to_json()}

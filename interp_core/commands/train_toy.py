@@ -1,4 +1,9 @@
-"""``train-toy --task T --out DIR [--epochs N] --json``: train a toy model, save it, take it apart."""
+"""``train-toy --task T --out DIR [--epochs N] [--overwrite] --json``: train a toy model, save it, take it apart.
+
+``--out`` is checked before training: it must be a writable place, and an existing non-empty
+directory is refused unless ``--overwrite`` is given. The model is written atomically, so a
+failed run leaves nothing behind and never damages what was there.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ NEEDS_MODEL = False
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, choices=list(TASKS))
-    parser.add_argument("--out", required=True, help="directory to save the trained model in (created)")
+    parser.add_argument("--out", required=True, help="directory to save the trained model in (created; must not hold anything unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it already holds something")
     parser.add_argument("--epochs", type=int, default=None, help="default: the task's own (see toy_models/README.md)")
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
@@ -36,6 +42,7 @@ def run(args: argparse.Namespace) -> dict:
     result = train_toy(
         args.task, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, weight_decay=args.weight_decay,
         seed=args.seed, device=args.device, out_dir=args.out, max_steps=args.max_steps, on_progress=report,
+        overwrite=args.overwrite,
     )
     out = result.to_json()
     model = load_model(args.out, device=args.device)  # analysed as every page sees it: the saved directory

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -157,19 +160,103 @@ def evaluate(model: torch.nn.Module, tokens: torch.Tensor, loss_mask: torch.Tens
 def _hyperparameters(spec: TaskSpec, epochs: int | None, lr: float | None, batch_size: int | None,
                      weight_decay: float | None, seed: int) -> dict:
     hyper = {
-        "epochs": spec.epochs if epochs is None else int(epochs),
+        "epochs": spec.epochs if epochs is None else _whole("epochs", epochs),
         "lr": spec.lr if lr is None else float(lr),
-        "batch_size": spec.batch_size if batch_size is None else int(batch_size),
+        "batch_size": spec.batch_size if batch_size is None else _whole("batch size", batch_size),
         "weight_decay": spec.weight_decay if weight_decay is None else float(weight_decay),
-        "seed": int(seed),
+        "seed": _whole("seed", seed),
     }
     if hyper["epochs"] < 1 or hyper["batch_size"] < 1:
         raise WorkbenchError(f"epochs and batch size must be at least 1, got {hyper['epochs']} and {hyper['batch_size']}.")
-    if not 0 < hyper["lr"] < 1:
+    if not 0 < hyper["lr"] < 1:  # also refuses NaN and infinity
         raise WorkbenchError(f"The learning rate must be between 0 and 1 (e.g. 0.001), got {hyper['lr']}.")
-    if hyper["weight_decay"] < 0:
-        raise WorkbenchError(f"Weight decay must be 0 or more, got {hyper['weight_decay']}.")
+    if not math.isfinite(hyper["weight_decay"]) or hyper["weight_decay"] < 0:
+        raise WorkbenchError(f"Weight decay must be a finite number, 0 or more (e.g. 0.01), got {hyper['weight_decay']}.")
+    if not 0 <= hyper["seed"] < 2**63:
+        raise WorkbenchError(f"The seed must be a whole number from 0 to {2**63 - 1} (e.g. 0), got {hyper['seed']}.")
     return hyper
+
+
+def _whole(what: str, value: object) -> int:
+    """``int(value)``; a WorkbenchError when ``value`` is not a finite number."""
+    try:
+        as_float = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise WorkbenchError(f"The {what} must be a whole number, got {value!r}.") from None
+    if not math.isfinite(as_float):
+        raise WorkbenchError(f"The {what} must be a whole number, got {value!r}.")
+    return int(value)  # type: ignore[call-overload]
+
+
+def _check_max_steps(max_steps: int | None) -> int | None:
+    if max_steps is None:
+        return None
+    steps = _whole("maximum number of steps", max_steps)
+    if steps < 1:
+        raise WorkbenchError(f"The maximum number of steps must be at least 1 (or left out for whole epochs), got {steps}.")
+    return steps
+
+
+def prepare_out_dir(out_dir: str | Path, *, overwrite: bool = False) -> tuple[Path, Path]:
+    """Check that a model can be saved in ``out_dir`` before any training is spent on it.
+
+    Refuses an empty name, a path that exists and is not a directory, and (unless ``overwrite``)
+    a directory that exists and is not empty. Creates the parent folders and a hidden staging
+    sibling ``<parent>/.<name>.partial-<pid>-<random>``, which proves the place is writable; the model is
+    saved there and renamed to ``out_dir`` at the end (:func:`_publish`), so a failure never
+    leaves a partial model behind.
+
+    Returns:
+        ``(target, staging)``.
+    """
+    text = str(out_dir)
+    if not text.strip():
+        raise WorkbenchError("The output directory is empty: give a directory to save the model in, e.g. --out toy_models/mine.")
+    target = Path(text).expanduser()
+    if target.name in ("", ".", ".."):
+        raise WorkbenchError(f"'{text}' cannot be the output directory: name a new directory for the model, e.g. '{text.rstrip('/')}/mine'.")
+    target = target.absolute()
+    if target.exists() or target.is_symlink():
+        if not target.is_dir():
+            raise WorkbenchError(f"'{text}' exists and is not a directory: pick another name for the model.")
+        if any(target.iterdir()) and not overwrite:
+            raise WorkbenchError(
+                f"'{text}' already exists and is not empty: pick another name for the model "
+                "(or, on the command line, pass --overwrite to replace it)."
+            )
+    blocker = next((p for p in target.parents if p.exists() or p.is_symlink()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise WorkbenchError(f"Cannot save a model in '{text}': '{blocker}' is a file, not a directory. Pick another place.")
+    staging = target.parent / f".{target.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # unique per run, also per thread
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+    except OSError as error:
+        raise WorkbenchError(
+            f"Cannot save a model in '{text}': {error.strerror or error} ({error.filename or target.parent}). "
+            "Pick a directory you can write to."
+        ) from None
+    return target, staging
+
+
+def _publish(staging: Path, target: Path, *, overwrite: bool) -> None:
+    """Move the finished model from ``staging`` to ``target``, replacing what was there (only with ``overwrite``)."""
+    old = None
+    if target.is_dir() and any(target.iterdir()):
+        if not overwrite:  # someone saved there while this run trained
+            raise WorkbenchError(f"'{target}' was filled by another run while this one trained; pick another name for the model.")
+        old = target.parent / f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        target.rename(old)
+    elif target.is_dir():
+        target.rmdir()
+    try:
+        staging.rename(target)
+    except OSError as error:
+        if old is not None:
+            old.rename(target)  # put the previous model back
+        raise WorkbenchError(f"Could not move the trained model into '{target}': {error.strerror or error}.") from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def train_toy(
@@ -185,6 +272,7 @@ def train_toy(
     max_steps: int | None = None,
     on_progress: Progress | None = None,
     on_point: Callable[[CurvePoint], None] | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train ``task``'s model from scratch; hyperparameters left ``None`` take the task's defaults.
 
@@ -192,16 +280,41 @@ def train_toy(
 
     Args:
         max_steps: stop after this many optimiser steps (short runs in tests).
-        out_dir: save the trained model there (an HF directory plus ``toy_task.json``).
+        out_dir: save the trained model there (an HF directory plus ``toy_task.json``). Checked
+            before training (see :func:`prepare_out_dir`); written atomically, only once the
+            run succeeded.
+        overwrite: replace ``out_dir`` if it exists and is not empty (else WorkbenchError).
         on_progress: ``(fraction, message)`` about every 2 % of the run.
         on_point: called with each :class:`CurvePoint` as it is measured (a live curve).
+
+    Raises:
+        WorkbenchError: a bad hyperparameter or output directory (before training), or a run
+            whose final or holdout loss is not finite (nothing is saved then).
     """
     spec = get_task(task)
     hyper = _hyperparameters(spec, epochs, lr, batch_size, weight_decay, seed)
+    max_steps = _check_max_steps(max_steps)
     progress = on_progress or (lambda fraction, message: None)
     torch_device = pick_device(device)
-    data = make_dataset(spec, seed)
-    model = build_model(spec, seed).to(torch_device)
+    target = staging = None
+    if out_dir is not None:
+        target, staging = prepare_out_dir(out_dir, overwrite=overwrite)
+    try:
+        result, model = _train(spec, hyper, torch_device, max_steps, progress, on_point, out_dir)
+        if staging is not None and target is not None:
+            save_toy(model, spec, result, staging)
+            _publish(staging, target, overwrite=overwrite)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    progress(1.0, f"done: holdout accuracy {result.holdout_accuracy:.2%}")
+    return result
+
+
+def _train(spec: TaskSpec, hyper: dict, torch_device: torch.device, max_steps: int | None, progress: Progress,
+           on_point: Callable[[CurvePoint], None] | None, out_dir: str | Path | None) -> tuple[TrainResult, torch.nn.Module]:
+    data = make_dataset(spec, hyper["seed"])
+    model = build_model(spec, hyper["seed"]).to(torch_device)
     started = time.perf_counter()
     threads = torch.get_num_threads()
     if torch_device.type == "cpu":
@@ -214,16 +327,19 @@ def train_toy(
     sample = slice(0, FINAL_LOSS_SAMPLE)  # the training order is random, so its first rows are a fair sample
     final_loss, _ = evaluate(model, data.train[sample], data.train_loss_mask[sample], data.train_loss_mask[sample])
     holdout_loss, holdout_accuracy = evaluate(model, data.holdout, data.holdout_loss_mask, data.holdout_eval_mask)
+    if not (math.isfinite(final_loss) and math.isfinite(holdout_loss)):
+        raise WorkbenchError(
+            f"Training diverged: the final training loss is {final_loss} and the holdout loss {holdout_loss} "
+            f"(lr {hyper['lr']}, weight decay {hyper['weight_decay']}), so nothing was saved. "
+            "Try a smaller learning rate or weight decay."
+        )
     seconds = time.perf_counter() - started
     result = TrainResult(
         spec.name, hyper, np.array(step_loss), tuple(history), math.ceil(len(step_loss) / steps_per_epoch(data, hyper)),
         final_loss, holdout_loss, holdout_accuracy,
         round(seconds, 2), str(torch_device), None if out_dir is None else str(out_dir),
     )
-    if out_dir is not None:
-        save_toy(model, spec, result, Path(out_dir))
-    progress(1.0, f"done: holdout accuracy {holdout_accuracy:.2%}")
-    return result
+    return result, model
 
 
 def steps_per_epoch(data: ToyDataset, hyper: dict) -> int:

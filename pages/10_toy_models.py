@@ -6,7 +6,6 @@ them apart: holdout accuracy, ablations, attention patterns, predictions before 
 
 from __future__ import annotations
 
-import re
 import secrets
 
 import altair as alt
@@ -15,7 +14,7 @@ import streamlit as st
 
 from interp_core import WorkbenchError, list_toy_models
 from interp_core.head_id import head_label
-from interp_core.loading import TOY_PREFIX, toy_model_dir, user_toy_dir
+from interp_core.loading import is_shipped_toy, toy_model_dir, user_toy_dir, valid_toy_name
 from interp_core.toy.analysis import ABLATIONS, analyse_copying, analyse_reverse_increment, example_prompt
 from interp_core.toy.tasks import TASKS, get_task
 from interp_core.toy.train import CURVE_POINTS, CurvePoint, read_task_record, task_of_toy, train_toy
@@ -25,19 +24,7 @@ from ui.config import allowed_models
 from ui.page import caution, explain, header, show_chart
 
 WRITE_UP = {"none": 1.0, "mlp_weights_zero": 0.1767, "attn_weights_zero": 0.2919}  # the seed documents' reported numbers
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TRAINED = "_toy_trained_here"  # session key: names this session trained, which it may retrain in place
-
-try:  # branch h1 adds these to loading.py (one name rule for the CLI and the page; shipped copies win)
-    from interp_core.loading import is_shipped_toy, valid_toy_name
-except ImportError:  # until that is merged: the same rules, locally
-    from interp_core.loading import SHIPPED_TOY_DIR
-
-    def valid_toy_name(name: str) -> bool:
-        return bool(NAME_RE.match(name or ""))
-
-    def is_shipped_toy(name: str) -> bool:
-        return (SHIPPED_TOY_DIR / name.removeprefix(TOY_PREFIX) / "config.json").is_file()
 
 header("Toy Models", "What circuits does a transformer learn on a task we fully understand?")
 explain(

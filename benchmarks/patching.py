@@ -8,8 +8,8 @@ layers, 9 heads, 3 KV heads, d_model 576, d_mlp 1536, vocab 49152) with a 20-tok
 
 - naive: one full forward pass of the corrupted prompt per patched cell (TransformerLens's way);
 - batched: the cells through the whole model in chunks of 64, only the last position unembedded;
-- batched + start at layer: :func:`interp_core.patching.exact_patching` (what the page runs);
-- attribution: :func:`interp_core.attribution.attribution_patching`, one forward + one backward.
+- batched + start at layer: :func:`interp_core.techniques.patching.exact_patching` (what the page runs);
+- attribution: :func:`interp_core.techniques.attribution.attribution_patching`, one forward + one backward.
 
 It checks that the batched residual grid equals the naive one within 1e-3, prints attribution's
 correlation with the exact grid, then how the time grows with prompt length and layer count,
@@ -33,10 +33,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from interp_core import load_model  # noqa: E402
-from interp_core.attribution import agreement, attribution_patching  # noqa: E402
-from interp_core.model import LoadedModel  # noqa: E402
-from interp_core.names import hook_name  # noqa: E402
-from interp_core.patching import (  # noqa: E402
+from interp_core.core.model import LoadedModel  # noqa: E402
+from interp_core.core.names import hook_name  # noqa: E402
+from interp_core.techniques.attribution import agreement, attribution_patching  # noqa: E402
+from interp_core.techniques.patching import (  # noqa: E402
     PatchPair,
     exact_patching,
     layer_cells,
@@ -45,7 +45,7 @@ from interp_core.patching import (  # noqa: E402
     prepare_pair,
     write_cells,
 )
-from interp_core.tiny_models import build_tokenizer  # noqa: E402
+from interp_core.testing.tiny_models import build_tokenizer  # noqa: E402
 
 DEFAULT_SHAPE = dict(
     num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, hidden_size=576,

@@ -1,9 +1,9 @@
 """interp_core: the workbench's engine. Loads a causal LM, exposes its internals through one
-vocabulary of hook points (:mod:`interp_core.names`), and runs every technique. Never imports
+vocabulary of hook points (:mod:`interp_core.core.names`), and runs every technique. Never imports
 Streamlit."""
 
-from interp_core.errors import WorkbenchError
-from interp_core.loading import DEFAULT_MODEL, list_toy_models, load_model
-from interp_core.model import LoadedModel, ModelInfo
+from interp_core.core.errors import WorkbenchError
+from interp_core.core.loading import DEFAULT_MODEL, list_toy_models, load_model
+from interp_core.core.model import LoadedModel, ModelInfo
 
 __all__ = ["DEFAULT_MODEL", "LoadedModel", "ModelInfo", "WorkbenchError", "list_toy_models", "load_model"]

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from interp_core import WorkbenchError
-from interp_core.predict import predict_next
+from interp_core.techniques.predict import predict_next
 from ui import state
 from ui.navigation import page_files, page_question, page_title
 from ui.page import header, show_chart

@@ -13,8 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from interp_core import WorkbenchError
-from interp_core.logit_lens import LensResult, run_logit_lens
-from interp_core.tuned_lens import (
+from interp_core.techniques.logit_lens import LensResult, run_logit_lens
+from interp_core.techniques.tuned_lens import (
     FILE_NAME,
     TrainConfig,
     TunedLens,

@@ -11,7 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from interp_core import WorkbenchError
-from interp_core.attention import (
+from interp_core.core.head_id import head_label
+from interp_core.techniques.attention import (
     SCORE_LABELS,
     SCORE_NAMES,
     VERIFY_TOLERANCE,
@@ -23,7 +24,6 @@ from interp_core.attention import (
     token_attention,
     verify_patterns,
 )
-from interp_core.head_id import head_label
 from ui import state
 from ui.charts import grid_frame, heatmap
 from ui.page import caution, explain, header, show_chart

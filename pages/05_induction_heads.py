@@ -8,9 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from interp_core import WorkbenchError
-from interp_core.head_id import HeadId
-from interp_core.head_scores import induction_stripe_mask
-from interp_core.induction import (
+from interp_core.core.head_id import HeadId
+from interp_core.core.loading import TOY_PREFIX
+from interp_core.techniques.head_scores import induction_stripe_mask
+from interp_core.techniques.induction import (
     AblationEvidence,
     KComposition,
     PromptInduction,
@@ -22,10 +23,9 @@ from interp_core.induction import (
     prompt_induction,
     run_repeated,
 )
-from interp_core.loading import TOY_PREFIX
-from interp_core.toy.analysis import example_prompt
-from interp_core.toy.tasks import TASKS
-from interp_core.toy.train import task_of_toy
+from interp_core.techniques.toy.analysis import example_prompt
+from interp_core.techniques.toy.tasks import TASKS
+from interp_core.techniques.toy.train import task_of_toy
 from ui import state
 from ui.charts import grid_frame, heatmap
 from ui.jobs import cached_job, lookup

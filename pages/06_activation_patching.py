@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from interp_core import WorkbenchError, patching
-from interp_core.ablation import METHODS as ABLATION_METHODS
-from interp_core.attribution import agreement, attribution_patching
-from interp_core.head_id import HeadId, head_label
-from interp_core.patching import TARGETS, PatchingResult, ablation_effect, exact_patching, prepare_pair, sweep_cost
+from interp_core import WorkbenchError
+from interp_core.core.head_id import HeadId, head_label
+from interp_core.techniques import patching
+from interp_core.techniques.ablation import METHODS as ABLATION_METHODS
+from interp_core.techniques.attribution import agreement, attribution_patching
+from interp_core.techniques.patching import TARGETS, PatchingResult, ablation_effect, exact_patching, prepare_pair, sweep_cost
 from ui import jobs, state
 from ui.charts import grid_frame, heatmap
 from ui.page import caution, explain, header, show_chart, warn_unknown_words

@@ -13,8 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from interp_core import WorkbenchError
-from interp_core.dla import DLAResult, HeadSourceResult, direct_logit_attribution, head_source_attribution
-from interp_core.head_id import HeadId, head_label
+from interp_core.core.head_id import HeadId, head_label
+from interp_core.techniques.dla import DLAResult, HeadSourceResult, direct_logit_attribution, head_source_attribution
 from ui import page, state
 from ui.charts import grid_frame, heatmap
 from ui.navigation import page_files

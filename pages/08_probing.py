@@ -10,8 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from interp_core import WorkbenchError
-from interp_core.probe_data import BUNDLED, ProbeDataset, load_dataset, parse_csv
-from interp_core.probing import MAX_TOKENS, encode_dataset, extract_features, fit_probes, selectivity_note
+from interp_core.techniques.probe_data import BUNDLED, ProbeDataset, load_dataset, parse_csv
+from interp_core.techniques.probing import MAX_TOKENS, encode_dataset, extract_features, fit_probes, selectivity_note
 from ui import jobs, page, state
 from ui.charts import grid_frame, heatmap
 

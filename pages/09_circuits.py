@@ -15,7 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from interp_core import WorkbenchError
-from interp_core.circuits import (
+from interp_core.core.head_id import head_label
+from interp_core.techniques.circuits import (
     CopyingScores,
     OVCircuit,
     QKCircuit,
@@ -25,8 +26,7 @@ from interp_core.circuits import (
     qk_circuit,
     token_ids,
 )
-from interp_core.composition import KINDS, CompositionScores, composition_scores
-from interp_core.head_id import head_label
+from interp_core.techniques.composition import KINDS, CompositionScores, composition_scores
 from ui import jobs, page, state
 from ui.charts import download_buttons, grid_frame, heatmap
 

@@ -13,11 +13,11 @@ import pandas as pd
 import streamlit as st
 
 from interp_core import WorkbenchError, list_toy_models
-from interp_core.head_id import head_label
-from interp_core.loading import is_shipped_toy, toy_model_dir, user_toy_dir, valid_toy_name
-from interp_core.toy.analysis import ABLATIONS, analyse_copying, analyse_reverse_increment, example_prompt
-from interp_core.toy.tasks import TASKS, get_task
-from interp_core.toy.train import CURVE_POINTS, CurvePoint, read_task_record, task_of_toy, train_toy
+from interp_core.core.head_id import head_label
+from interp_core.core.loading import is_shipped_toy, toy_model_dir, user_toy_dir, valid_toy_name
+from interp_core.techniques.toy.analysis import ABLATIONS, analyse_copying, analyse_reverse_increment, example_prompt
+from interp_core.techniques.toy.tasks import TASKS, get_task
+from interp_core.techniques.toy.train import CURVE_POINTS, CurvePoint, read_task_record, task_of_toy, train_toy
 from ui import jobs, state
 from ui.charts import grid_frame, heatmap
 from ui.config import allowed_models

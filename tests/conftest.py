@@ -11,8 +11,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from interp_core import load_model  # noqa: E402
-from interp_core.model import LoadedModel  # noqa: E402
-from interp_core.tiny_models import FAMILIES, save_tiny_model  # noqa: E402
+from interp_core.core.model import LoadedModel  # noqa: E402
+from interp_core.testing.tiny_models import FAMILIES, save_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")

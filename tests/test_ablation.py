@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp_core.ablation import ablation_hooks, reference_activations
-from interp_core.errors import OutOfRangeError
+from interp_core.core.errors import OutOfRangeError
+from interp_core.techniques.ablation import ablation_hooks, reference_activations
 
 PROMPT = "The cat sat on the mat. The dog sat on the log."
 

@@ -12,7 +12,10 @@ from page_harness import open_page
 from streamlit.testing.v1 import AppTest
 
 from interp_core import load_model
-from interp_core.attention import (
+from interp_core.cli import main
+from interp_core.core.errors import BadPromptError, OutOfRangeError
+from interp_core.core.head_id import HeadId
+from interp_core.techniques.attention import (
     SCORE_NAMES,
     AttentionPatterns,
     attention_patterns,
@@ -25,10 +28,7 @@ from interp_core.attention import (
     token_attention,
     verify_patterns,
 )
-from interp_core.cli import main
-from interp_core.errors import BadPromptError, OutOfRangeError
-from interp_core.head_id import HeadId
-from interp_core.tiny_models import save_tiny_model
+from interp_core.testing.tiny_models import save_tiny_model
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 REPEATED = "The cat sat on the mat. The cat sat on the mat."

@@ -13,7 +13,9 @@ from page_harness import open_page
 from scipy.optimize import linear_sum_assignment
 from streamlit.testing.v1 import AppTest
 
-from interp_core.circuits import (
+from interp_core.cli import main
+from interp_core.core.errors import NotSingleTokenError, OutOfRangeError, WorkbenchError
+from interp_core.techniques.circuits import (
     copying_score,
     copying_scores,
     embed_unembed,
@@ -24,9 +26,7 @@ from interp_core.circuits import (
     qk_circuit,
     token_ids,
 )
-from interp_core.cli import main
-from interp_core.composition import composition_score, composition_scores, factored_frobenius, random_baseline
-from interp_core.errors import NotSingleTokenError, OutOfRangeError, WorkbenchError
+from interp_core.techniques.composition import composition_score, composition_scores, factored_frobenius, random_baseline
 
 PAGE = "pages/09_circuits.py"
 

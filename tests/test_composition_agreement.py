@@ -1,6 +1,6 @@
 """The Induction page and the Circuits page report the same K-composition for the same pair of heads.
 
-Both read :mod:`interp_core.composition`; these tests pin that down on a tiny GPT-2 (LayerNorm,
+Both read :mod:`interp_core.techniques.composition`; these tests pin that down on a tiny GPT-2 (LayerNorm,
 where the pages used to differ: the Induction engine folded the norm weight but not LayerNorm's
 centring) and a tiny llama (RMSNorm), and hold both to the GUIDE's definition (§3) built densely.
 """
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from interp_core import induction
-from interp_core.composition import composition_scores, random_baseline
-from interp_core.model import LoadedModel
+from interp_core.core.model import LoadedModel
+from interp_core.techniques import induction
+from interp_core.techniques.composition import composition_scores, random_baseline
 
 # The scores are ratios of norms computed in float32 (composition._scores_into); the dense
 # reference is float64. A relative error of 1e-5 is ~100x float32's epsilon.

@@ -11,8 +11,8 @@ from page_harness import open_page
 from streamlit.testing.v1 import AppTest
 
 from interp_core.cli import main
-from interp_core.dla import SameTokenError, direct_logit_attribution, head_source_attribution
-from interp_core.errors import NotSingleTokenError, OutOfRangeError
+from interp_core.core.errors import NotSingleTokenError, OutOfRangeError
+from interp_core.techniques.dla import SameTokenError, direct_logit_attribution, head_source_attribution
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 # float32 forward vs float64 sums of float32 pieces: the gap is float32 rounding of logits of size ~10.

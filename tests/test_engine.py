@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from interp_core import load_model
-from interp_core.errors import BadPromptError, ModelLoadError, NotSingleTokenError, UnknownHookError
-from interp_core.names import hook_name, parse_hook_name
+from interp_core.core.errors import BadPromptError, ModelLoadError, NotSingleTokenError, UnknownHookError
+from interp_core.core.names import hook_name, parse_hook_name
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 # float32 sums of ~10 terms of size ~1: 1e-4 absolute leaves room for reassociation only.

@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp_core import loading
 from interp_core.cli import main
-from interp_core.errors import ModelLoadError, NotSingleTokenError, OutOfRangeError, WorkbenchError
-from interp_core.induction import repeated_tokens
-from interp_core.loading import (
+from interp_core.core import loading
+from interp_core.core.errors import ModelLoadError, NotSingleTokenError, OutOfRangeError, WorkbenchError
+from interp_core.core.loading import (
     DEFAULT_MODEL,
     SHIPPED_TOY_DIR,
     default_model_ready,
@@ -31,8 +30,9 @@ from interp_core.loading import (
     toy_model_dir,
     valid_toy_name,
 )
-from interp_core.predict import predict_next
-from interp_core.toy.train import train_toy
+from interp_core.techniques.induction import repeated_tokens
+from interp_core.techniques.predict import predict_next
+from interp_core.techniques.toy.train import train_toy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -415,7 +415,7 @@ class TestUsage:
 
     def test_a_bug_is_an_internal_error_with_status_1(self, capsys: pytest.CaptureFixture,
                                                       monkeypatch: pytest.MonkeyPatch, llama_dir: str) -> None:
-        from interp_core.commands import predict
+        from interp_core.cli.commands import predict
 
         def broken(args: object) -> dict:
             raise TypeError("boom")

@@ -41,7 +41,7 @@ class FakeTraining:
 @pytest.fixture()
 def fake_training(monkeypatch, tmp_path) -> FakeTraining:
     """Trained toys go to an empty workbench home; training is faked (the page imports it per run)."""
-    import interp_core.toy.train as train
+    import interp_core.techniques.toy.train as train
 
     monkeypatch.setenv("INTERP_WORKBENCH_HOME", str(tmp_path))
     fake = FakeTraining()
@@ -186,7 +186,7 @@ GPT2_SMALL = dict(n_layers=12, n_heads=12, d_model=768, d_mlp=3072, d_vocab=5025
 class TestSweepCost:
     def test_calibration_point_and_cells(self):
         """Default shape, 20 tokens, resid_pre: 600 cells in about 10 s (GUIDE.md section 6)."""
-        from interp_core.patching import estimate_exact_cost
+        from interp_core.techniques.patching import estimate_exact_cost
 
         cost = estimate_exact_cost(**SMOLLM2, n_tokens=20, target="resid_pre")
         assert cost.cells == cost.run_cells == 600
@@ -195,7 +195,7 @@ class TestSweepCost:
 
     def test_other_measurements_are_reproduced(self):
         """Doubling the prompt costs about x4 (measured 5.1 -> 19.8 s); GPT-2-small's 240 cells took 2.9 s."""
-        from interp_core.patching import estimate_exact_cost
+        from interp_core.techniques.patching import estimate_exact_cost
 
         twenty, forty = (estimate_exact_cost(**SMOLLM2, n_tokens=n, target="resid_pre").seconds for n in (20, 40))
         assert forty / twenty == pytest.approx(19.8 / 5.1, rel=0.1)
@@ -204,7 +204,7 @@ class TestSweepCost:
 
     def test_a_10000_character_prompt_is_far_over_the_threshold(self):
         """2,223 tokens on SmolLM2: 66,690 cells, hours rather than seconds."""
-        from interp_core.patching import CONFIRM_SECONDS, estimate_exact_cost
+        from interp_core.techniques.patching import CONFIRM_SECONDS, estimate_exact_cost
 
         cost = estimate_exact_cost(**SMOLLM2, n_tokens=2223, target="resid_pre")
         assert cost.cells == 66_690
@@ -213,7 +213,7 @@ class TestSweepCost:
 
     def test_targets_and_skipped_positions(self):
         """Heads count heads, not positions; positions before the first difference are not run."""
-        from interp_core.patching import estimate_exact_cost
+        from interp_core.techniques.patching import estimate_exact_cost
 
         heads = estimate_exact_cost(**SMOLLM2, n_tokens=20, target="head_out")
         assert heads.cells == heads.run_cells == 30 * 9
@@ -224,7 +224,7 @@ class TestSweepCost:
 
     def test_matches_the_sweep_it_describes(self, tiny_gpt2):
         """On a real pair the grid's cells are those of the exact result."""
-        from interp_core.patching import exact_patching, prepare_pair, sweep_cost
+        from interp_core.techniques.patching import exact_patching, prepare_pair, sweep_cost
 
         pair = prepare_pair(tiny_gpt2, "When Mary and John went", "When John and John went", " Mary", " John")
         for target in ("resid_pre", "head_out_by_pos"):
@@ -250,7 +250,7 @@ class TestPatchCli:
         import json
 
         from interp_core.cli import main, to_jsonable
-        from interp_core.patching import patch
+        from interp_core.techniques.patching import patch
 
         assert main(["patch", "--model", str(tiny_model_dirs["gpt2"]), *self.ARGS, "--json"]) == 0
         captured = capsys.readouterr()
@@ -266,7 +266,7 @@ class TestPatchingPageCost:
 
     def test_slow_sweep_waits_for_confirmation(self, tiny_model_dirs, monkeypatch):
         """Over the threshold the exact sweep asks 'Run anyway (about N s)' first; the preview still runs."""
-        import interp_core.patching as patching
+        import interp_core.techniques.patching as patching
 
         monkeypatch.setattr(patching, "CONFIRM_SECONDS", 0.0)  # every sweep counts as slow
         at = open_page(PATCHING, tiny_model_dirs["gpt2"], timeout=180, **self.PAIR).run()
@@ -287,8 +287,8 @@ class TestPatchingPageCost:
 class TestProbeEngineChecks:
     def test_unclosed_quote_and_unquoted_comma(self):
         """parse_csv names the line of a quote never closed, and refuses a row with more fields than the header."""
-        from interp_core.errors import WorkbenchError
-        from interp_core.probe_data import parse_csv
+        from interp_core.core.errors import WorkbenchError
+        from interp_core.techniques.probe_data import parse_csv
 
         with pytest.raises(WorkbenchError, match="line 2 has an opening quote that is never closed"):
             parse_csv(CSV_HEADER + '"never closed,a\n' + GOOD_ROWS)
@@ -298,9 +298,9 @@ class TestProbeEngineChecks:
     def test_length_message_names_the_models_own_limit(self):
         """On a toy model with context 41 the limit named is 41, not 128."""
         from interp_core import load_model
-        from interp_core.errors import WorkbenchError
-        from interp_core.probe_data import parse_csv
-        from interp_core.probing import encode_dataset
+        from interp_core.core.errors import WorkbenchError
+        from interp_core.techniques.probe_data import parse_csv
+        from interp_core.techniques.probing import encode_dataset
 
         toy = load_model("toy:induction", device="cpu")
         assert toy.info.n_ctx == 41

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from interp_core.errors import BadHeadIdError, WorkbenchError
-from interp_core.head_id import HeadId, head_label
+from interp_core.core.errors import BadHeadIdError, WorkbenchError
+from interp_core.core.head_id import HeadId, head_label
 
 
 class TestHeadId:

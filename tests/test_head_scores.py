@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from interp_core import head_scores as hs
+from interp_core.techniques import head_scores as hs
 
 
 def _previous_token_pattern(n: int) -> np.ndarray:

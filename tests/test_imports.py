@@ -10,6 +10,7 @@ must never import Streamlit or the app's ``ui`` package (README: the engine runs
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,12 +18,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "interp_core"
 
-# TODO(#15, after the h3 merge): interp_core.commands.* import interp_core.cli.model_from_args
-# (function-local) while interp_core.cli imports interp_core.commands to discover them. Move
-# model_from_args below both (e.g. interp_core/cli_support.py), then empty this set.
-KNOWN_CYCLES: set[frozenset[str]] = {frozenset({"interp_core.cli", "interp_core.commands", "interp_core.commands.*"})}
-# Imports ast cannot see: cli.discover_commands() imports every module of interp_core.commands by name.
-DYNAMIC_IMPORTS: dict[str, str] = {"interp_core.cli": "interp_core.commands."}
+# Imports ast cannot see: cli.main's discover_commands() imports every module of interp_core.cli.commands by name.
+DYNAMIC_IMPORTS: dict[str, str] = {"interp_core.cli.main": "interp_core.cli.commands."}
+# The floors, lowest first: a module may import its own floor and those below, never one above.
+# ``testing`` (tiny models for tests and benchmarks) stands beside the techniques: it needs the runtime only.
+FLOORS: dict[str, int] = {"core": 0, "techniques": 1, "testing": 1, "cli": 2}
 
 
 def module_name(path: Path) -> str:
@@ -113,20 +113,18 @@ def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
     return [c for c in strongly_connected(graph) if len(c) > 1 or any(v in graph[v] for v in c)]
 
 
-def is_known(component: set[str]) -> bool:
-    """The commands <-> cli cycle (see KNOWN_CYCLES): cli, the commands package and its modules only."""
-    def kind(module: str) -> str:
-        return "interp_core.commands.*" if module.startswith("interp_core.commands.") else module
-
-    return frozenset(kind(m) for m in component) <= next(iter(KNOWN_CYCLES)) and "interp_core.cli" in component
+def floor_of(module: str) -> tuple[str, int] | None:
+    """``("core", 0)`` for ``interp_core.core.names``; None for the package root and data."""
+    parts = module.split(".")
+    return (parts[1], FLOORS[parts[1]]) if len(parts) > 1 and parts[1] in FLOORS else None
 
 
 class TestImportGraph:
     def test_parser_sees_function_local_imports(self, tmp_path):
         """An import inside a function body is an edge too (that is how patching <-> attribution hid)."""
         module = tmp_path / "m.py"
-        module.write_text("def f():\n    from interp_core.attribution import x\n    import interp_core.names\n")
-        assert {"interp_core.attribution", "interp_core.attribution.x", "interp_core.names"} <= imported_names(module, "m")
+        module.write_text("def f():\n    from interp_core.techniques.attribution import x\n    import interp_core.core.names\n")
+        assert {"interp_core.techniques.attribution", "interp_core.techniques.attribution.x", "interp_core.core.names"} <= imported_names(module, "m")
 
     def test_cycle_detection_finds_a_two_module_cycle(self):
         """The checker itself: a -> b -> a is a cycle, a -> b -> c is not."""
@@ -136,25 +134,48 @@ class TestImportGraph:
     def test_graph_covers_the_engine(self):
         """Every engine module is a node, and known edges are there (the graph is not empty by mistake)."""
         graph = import_graph()
-        assert {"interp_core.patching", "interp_core.attribution", "interp_core.head_id", "interp_core.arch.base"} <= set(graph)
-        assert "interp_core.patch_pair" in graph["interp_core.attribution"]
-        assert "interp_core.readout" in graph["interp_core.tuned_lens"]
-        assert "interp_core.commands.circuits" in graph["interp_core.cli"]  # the dynamic discovery
+        assert {"interp_core.techniques.patching", "interp_core.techniques.attribution", "interp_core.core.head_id", "interp_core.core.arch.base"} <= set(graph)
+        assert "interp_core.techniques.patch_pair" in graph["interp_core.techniques.attribution"]
+        assert "interp_core.techniques.readout" in graph["interp_core.techniques.tuned_lens"]
+        assert "interp_core.cli.commands.circuits" in graph["interp_core.cli.main"]  # the dynamic discovery
 
     def test_no_import_cycles(self):
         """No interp_core module reaches itself through imports (function-local and type-only ones included)."""
-        found = [sorted(c) for c in cycles(import_graph()) if not is_known(c)]
+        found = [sorted(c) for c in cycles(import_graph())]
         assert not found, f"import cycles in the engine: {found}"
 
-    @pytest.mark.xfail(strict=True, reason="TODO(#15): commands/* import interp_core.cli.model_from_args; "
-                       "move it to a module below both (interp_core/cli_support.py) after the h3 merge")
-    def test_no_commands_cli_cycle(self):
-        """The one known cycle: interp_core.cli discovers commands, commands import cli.model_from_args."""
-        assert not [c for c in cycles(import_graph()) if is_known(c)]
+    def test_every_module_lives_on_a_floor(self):
+        """Each engine module sits in core/, techniques/, testing/ or cli/ (the root holds only the package files)."""
+        stray = [m for m in engine_modules() if floor_of(m) is None and m not in ("interp_core", "interp_core.__main__")
+                 and not m.startswith("interp_core.data")]
+        assert not stray, f"modules outside the floors: {stray}"
+
+    def test_no_floor_imports_a_higher_one(self):
+        """core imports no technique, CLI or test fixture; techniques import no CLI; and so on."""
+        wrong = []
+        for module, targets in import_graph().items():
+            here = floor_of(module)
+            for target in targets:
+                there = floor_of(target)
+                if here and there and there[0] != here[0] and there[1] >= here[1]:
+                    wrong.append(f"{module} -> {target}")
+        assert not wrong, "a floor imports one at or above it: " + "; ".join(sorted(wrong))
+
+    def test_floor_check_catches_a_runtime_module_importing_a_technique(self, monkeypatch):
+        """The checker itself: a made-up edge core -> techniques is reported."""
+        graph = import_graph()
+        graph["interp_core.core.model"] = graph["interp_core.core.model"] | {"interp_core.techniques.patching"}
+        monkeypatch.setattr(sys.modules[__name__], "import_graph", lambda: graph)
+        with pytest.raises(AssertionError, match="interp_core.core.model -> interp_core.techniques.patching"):
+            self.test_no_floor_imports_a_higher_one()
+
+    def test_package_root_imports_only_the_runtime(self):
+        """``import interp_core`` loads the runtime floor, not every technique."""
+        assert all(t.startswith("interp_core.core.") for t in import_graph()["interp_core"])
 
     def test_head_id_is_the_runtime_floor(self):
-        """interp_core.head_id imports nothing of the engine but interp_core.errors."""
-        assert import_graph()["interp_core.head_id"] <= {"interp_core.errors"}
+        """interp_core.core.head_id imports nothing of the engine but interp_core.core.errors."""
+        assert import_graph()["interp_core.core.head_id"] <= {"interp_core.core.errors"}
 
 
 class TestNoUiInTheEngine:

@@ -16,12 +16,12 @@ from page_harness import open_page
 from streamlit.testing.v1 import AppTest
 
 from interp_core import cli, load_model
-from interp_core import induction as ind
-from interp_core.ablation import ablation_hooks
-from interp_core.errors import BadPromptError, OutOfRangeError, WorkbenchError
-from interp_core.head_scores import repeated_induction_score
-from interp_core.model import LoadedModel
-from interp_core.tiny_models import save_tiny_model
+from interp_core.core.errors import BadPromptError, OutOfRangeError, WorkbenchError
+from interp_core.core.model import LoadedModel
+from interp_core.techniques import induction as ind
+from interp_core.techniques.ablation import ablation_hooks
+from interp_core.techniques.head_scores import repeated_induction_score
+from interp_core.testing.tiny_models import save_tiny_model
 
 PAGE = "pages/05_induction_heads.py"
 
@@ -150,7 +150,7 @@ class TestAblationEvidence:
         heads = [ind.random_heads_like(top, 2, 4, np.random.default_rng(0))]
         assert [ind.head_label(*h) for h in heads[0]] == list(ev.random_sets[0])
         ref_batch = torch.cat([ind.repeated_tokens(tiny_gpt2, 8, 2, 3 + 1 + i) for i in range(8)])
-        from interp_core.ablation import reference_activations
+        from interp_core.techniques.ablation import reference_activations
 
         ref = reference_activations(tiny_gpt2, ref_batch, [("head", 0, 0), ("head", 1, 0)])
         hooks = ablation_hooks(tiny_gpt2, [("head", L, h) for L, h in heads[0]], "mean", ref)

@@ -13,9 +13,9 @@ from page_harness import open_page
 from streamlit.testing.v1 import AppTest
 
 from interp_core import cli, load_model
-from interp_core.errors import NotSingleTokenError, OutOfRangeError
-from interp_core.logit_lens import boundary_labels, readout, residual_boundaries, run_logit_lens
-from interp_core.tuned_lens import (
+from interp_core.core.errors import NotSingleTokenError, OutOfRangeError
+from interp_core.techniques.logit_lens import boundary_labels, readout, residual_boundaries, run_logit_lens
+from interp_core.techniques.tuned_lens import (
     TrainConfig,
     TunedLens,
     TunedLensError,
@@ -123,7 +123,7 @@ class TestTunedLens:
 
     def test_lens_of_other_weights_is_refused(self, tiny_gpt2, tiny_model_dirs, tmp_path, home):
         """A lens trained for one model's weights is not loaded for a model with other weights at the same path."""
-        from interp_core.tiny_models import save_tiny_model
+        from interp_core.testing.tiny_models import save_tiny_model
 
         train_tuned_lens(tiny_gpt2, TrainConfig(n_train_seqs=4, n_heldout_seqs=2, seq_len=8, kl_steps=0))
         other = load_model(str(save_tiny_model("gpt2", tmp_path / "other", seed=1)), device="cpu")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from interp_core import load_model
-from interp_core.model import LoadedModel
-from interp_core.tiny_models import FAMILIES, save_tiny_model
+from interp_core.core.model import LoadedModel
+from interp_core.testing.tiny_models import FAMILIES, save_tiny_model
 
 TOL = dict(atol=1e-5, rtol=1e-5)  # float32 norms recomputed outside the model's own kernels
 

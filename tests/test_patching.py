@@ -12,12 +12,12 @@ import torch
 from page_harness import open_page
 from streamlit.testing.v1 import AppTest
 
-from interp_core.ablation import ablation_hooks
-from interp_core.attribution import agreement, attribution_patching
 from interp_core.cli import main as cli_main
-from interp_core.errors import BadPromptError, NotSingleTokenError, WorkbenchError
-from interp_core.names import hook_name
-from interp_core.patching import (
+from interp_core.core.errors import BadPromptError, NotSingleTokenError, WorkbenchError
+from interp_core.core.names import hook_name
+from interp_core.techniques.ablation import ablation_hooks
+from interp_core.techniques.attribution import agreement, attribution_patching
+from interp_core.techniques.patching import (
     TARGETS,
     ablation_effect,
     exact_patching,

@@ -13,8 +13,8 @@ from streamlit.testing.v1 import AppTest
 
 from interp_core import WorkbenchError
 from interp_core.cli import main
-from interp_core.probe_data import BUNDLED, DATA_DIR, is_number_word, join_words, load_dataset, parse_csv
-from interp_core.probing import (
+from interp_core.techniques.probe_data import BUNDLED, DATA_DIR, is_number_word, join_words, load_dataset, parse_csv
+from interp_core.techniques.probing import (
     ProbeFeatures,
     control_labels,
     encode_dataset,

@@ -12,10 +12,10 @@ from page_harness import APP, open_page
 
 from interp_core import WorkbenchError, load_model
 from interp_core.cli import main
-from interp_core.loading import SHIPPED_TOY_DIR, toy_model_dir
-from interp_core.toy.analysis import analyse_copying, analyse_reverse_increment, bias_only_hooks, example_prompt
-from interp_core.toy.tasks import get_task, make_dataset
-from interp_core.toy.train import read_task_record, train_toy
+from interp_core.core.loading import SHIPPED_TOY_DIR, toy_model_dir
+from interp_core.techniques.toy.analysis import analyse_copying, analyse_reverse_increment, bias_only_hooks, example_prompt
+from interp_core.techniques.toy.tasks import get_task, make_dataset
+from interp_core.techniques.toy.train import read_task_record, train_toy
 
 SHIPPED = ("reverse-increment", "pattern-copy", "induction")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from interp_core import DEFAULT_MODEL, LoadedModel, WorkbenchError, load_model
-from interp_core.loading import default_model_ready, prepare_default_model
+from interp_core.core.loading import default_model_ready, prepare_default_model
 from ui.config import allowed_models
 
 DEFAULT_PROMPT = "The capital of France is"

@@ -1,0 +1,118 @@
+"""``python -m interp_core SUBCOMMAND ... [--json]``: every page's analysis without the UI.
+
+Subcommands live one per module in :mod:`interp_core.cli.commands`; each module defines
+``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> dict`` (JSON-ready), and
+optionally ``NEEDS_MODEL = False`` and ``format_text(result) -> str``. The subcommand names,
+flags and JSON keys are a public contract: scripts outside the repo rely on them.
+
+Errors the user can fix (a :class:`~interp_core.core.errors.WorkbenchError` from the engine, a
+malformed or missing argument, text that is not UTF-8) print exactly one ``{"error": "..."}``
+line on stdout with ``--json`` (without it, the message on stderr) and exit with status 2,
+never with a traceback. Anything else is a bug of the workbench: it prints
+``{"error": "internal error: TypeName: message"}`` on stdout with ``--json`` (the message on
+stderr without it), the traceback on stderr for the bug report, and exits with status 1.
+``--help`` prints the help and exits with status 0, as usual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+import traceback
+from types import ModuleType
+
+import interp_core.cli.commands as commands
+from interp_core.cli.support import model_from_args, to_jsonable  # noqa: F401  (to_jsonable: part of the CLI's API)
+from interp_core.core.errors import UsageError, WorkbenchError
+from interp_core.core.loading import DEFAULT_MODEL
+
+
+def discover_commands() -> list[ModuleType]:
+    """Every subcommand module in :mod:`interp_core.cli.commands`, sorted by name."""
+    found = [importlib.import_module(f"{commands.__name__}.{info.name}") for info in pkgutil.iter_modules(commands.__path__)]
+    return sorted((m for m in found if hasattr(m, "NAME")), key=lambda m: m.NAME)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are raised (as :class:`UsageError`), not printed, so that
+    ``main`` reports them like every other error (one JSON object under ``--json``)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message[:1].upper()}{message[1:]}. Run '{self.prog} --help' for the options.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m interp_core", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    for module in discover_commands():
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        if getattr(module, "NEEDS_MODEL", True):
+            p.add_argument("--model", default=DEFAULT_MODEL, help=f"model to load (default {DEFAULT_MODEL}; toy:NAME, a directory or a hub id)")
+        p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: the best available)")
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def check_utf8(argv: list[str]) -> None:
+    """Raise UsageError for an argument that is not UTF-8 text.
+
+    Bytes that are not UTF-8 reach Python as lone surrogates (``b"\\xff"`` -> ``"\\udcff"``), which
+    no tokenizer accepts; the error names the option they were given to.
+    """
+    for i, value in enumerate(argv):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            if value.startswith("--") and "=" in value:
+                where = value.split("=", 1)[0]
+            elif i > 0 and argv[i - 1].startswith("-"):
+                where = argv[i - 1]
+            else:
+                where = f"argument {i + 1}"
+            shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise UsageError(
+                f"{where} is not valid UTF-8 text (received '{shown[:80]}'). Pass the text in UTF-8, "
+                "e.g. set a UTF-8 locale (LANG=C.UTF-8) or re-encode the file it came from."
+            ) from None
+
+
+def _report(message: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"error": message}))
+    else:
+        print(f"error: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+    try:
+        check_utf8(argv)
+        args = build_parser().parse_args(argv)
+        as_json = bool(getattr(args, "json", as_json))
+        module: ModuleType = args._module
+        result = to_jsonable(module.run(args))
+        if args.json:
+            text = json.dumps(result)
+        elif hasattr(module, "format_text"):
+            text = module.format_text(result)
+        else:
+            text = json.dumps(result, indent=2)
+    except WorkbenchError as error:
+        _report(str(error), as_json)
+        return 2
+    except KeyboardInterrupt:
+        _report("interrupted (Ctrl-C) before the result was ready.", as_json)
+        return 130
+    except Exception as error:  # a bug, not the user's input: say so, keep the traceback for the report
+        traceback.print_exc(file=sys.stderr)
+        _report(f"internal error: {type(error).__name__}: {error}. This is a bug of the workbench; "
+                "please report it with the traceback printed on stderr.", as_json)
+        return 1
+    print(text)
+    return 0

@@ -1,0 +1,36 @@
+"""What the CLI's subcommands share: loading the model their flags name, and turning results into JSON.
+
+It sits below both :mod:`interp_core.cli.main` (which discovers the subcommands) and the
+subcommands themselves, so neither imports the other back.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from interp_core.core.loading import load_model
+from interp_core.core.model import LoadedModel
+
+
+def model_from_args(args: argparse.Namespace) -> LoadedModel:
+    """Load the model named by ``--model`` on ``--device``."""
+    return load_model(args.model, device=args.device)
+
+
+def to_jsonable(value: object) -> object:
+    """numpy arrays and scalars -> lists and floats, recursively; NaN -> None."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value

@@ -1,0 +1,391 @@
+"""Induction heads: the circuit that copies patterns from the context.
+
+Context. Feed a model ``BOS + r + r`` where ``r`` is ``T`` random tokens. The first copy of
+``r`` is unpredictable (loss near ``log d_vocab``); the second copy is fully predictable for a
+model that can look back: at a token ``A`` it finds the earlier ``A`` and predicts what came
+after it. That drop in loss on the repeated half is the signature of in-context learning.
+
+Intuition (Elhage et al. 2021; Olsson et al. 2022). Two heads do it together. A
+*previous-token head* in an earlier layer writes "the token before me was ``A``" into each
+position. An *induction head* in a later layer then uses that as its key (K-composition):
+its query "I am ``A``" matches the key of the position after the earlier ``A``, so it
+attends there (the stripe ``key = query - T + 1``) and its OV circuit copies that token to the
+output. Scores (``../shared/GUIDE.md`` §3) find the heads; ablating them and measuring the
+repeated-half loss tests that they matter; the K-composition score
+``||W_OV^early W_QK^late^T||_F / (||W_OV^early||_F ||W_QK^late||_F)`` tests that the weights
+wire them together.
+
+Shapes follow :mod:`interp_core.core.names`; losses are in nats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from interp_core.core.errors import BadPromptError, OutOfRangeError, WorkbenchError, check_index
+from interp_core.core.head_id import head_label
+from interp_core.core.model import LoadedModel
+from interp_core.core.names import hook_name
+from interp_core.techniques.ablation import ablation_hooks, reference_activations
+from interp_core.techniques.composition import composition_scores, random_baseline
+from interp_core.techniques.head_scores import induction_mask, induction_score, previous_token_score, repeated_induction_score
+
+Progress = Callable[[float, str], None]
+DEFAULT_LOW, DEFAULT_HIGH = 1000, 20000  # the GUIDE's id range for SmolLM2-135M
+
+
+# --- the repeated random sequence -------------------------------------------------------
+def bos_id(model: LoadedModel) -> int:
+    """The model's BOS id; falls back to EOS (GPT-2 uses ``<|endoftext|>`` for both), then 0."""
+    for name in ("bos_token_id", "eos_token_id"):
+        value = getattr(model.tokenizer, name, None)
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def repeated_tokens(model: LoadedModel, length: int, n_repeats: int = 2, seed: int = 0, *,
+                    low: int = DEFAULT_LOW, high: int = DEFAULT_HIGH) -> torch.Tensor:
+    """``BOS + r * n_repeats`` with ``r`` = ``length`` ids drawn uniformly from ``[low, high)``.
+
+    The range is clipped to the vocabulary; when nothing of it is left (tiny models) ids come
+    from the whole vocabulary. Special tokens (BOS, UNK, padding) are never drawn.
+
+    Returns:
+        ``(1, 1 + length * n_repeats)`` token ids.
+
+    Raises:
+        OutOfRangeError: ``low < 0``, ``high <= low``, a range holding fewer than 2 ordinary
+            tokens, or a seed outside ``[-2**63, 2**64)``.
+    """
+    check_seed(seed)
+    if low < 0:
+        raise OutOfRangeError(f"The lowest token id (low) must be 0 or more, got {low}. Token ids start at 0.")
+    if high <= low:
+        raise OutOfRangeError(
+            f"The token id range [low, high) is empty: low = {low}, high = {high}. Give a high above low, "
+            f"e.g. low {DEFAULT_LOW} and high {DEFAULT_HIGH} (clipped to this model's {model.info.d_vocab} tokens)."
+        )
+    if length < 2:
+        raise BadPromptError(f"The repeated sequence needs at least 2 tokens, got {length}.")
+    if n_repeats < 2:
+        raise BadPromptError(f"Induction needs the sequence at least twice (repeats >= 2), got {n_repeats}.")
+    total = 1 + length * n_repeats
+    if total > model.info.n_ctx:
+        raise BadPromptError(
+            f"BOS + {n_repeats} x {length} = {total} tokens exceeds this model's context of {model.info.n_ctx}; "
+            "use a shorter sequence or fewer repeats."
+        )
+    high = min(high, model.info.d_vocab)
+    if low >= high - 1:
+        low, high = 0, model.info.d_vocab
+    bos = bos_id(model)
+    special = {bos, *(int(i) for i in getattr(model.tokenizer, "all_special_ids", []) or [])}
+    candidates = torch.tensor([i for i in range(low, high) if i not in special], dtype=torch.long)
+    if len(candidates) < 2:
+        raise OutOfRangeError(
+            f"The token id range [{low}, {high}) holds {len(candidates)} ordinary token(s) of this model (special tokens "
+            f"are never drawn); random sequences need at least 2. Widen the range (this model has {model.info.d_vocab} tokens)."
+        )
+    generator = torch.Generator().manual_seed(int(seed))
+    r = candidates[torch.randint(0, len(candidates), (length,), generator=generator)]
+    return torch.cat([torch.tensor([bos]), r.repeat(n_repeats)])[None]
+
+
+def check_seed(seed: int) -> int:
+    """Return ``seed`` if a torch generator takes it (``-2**63 <= seed < 2**64``), else raise OutOfRangeError."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not -(2**63) <= int(seed) < 2**64:
+        raise OutOfRangeError(f"The seed must be a whole number from 0 to {2**64 - 1} (e.g. 0), got {seed!r}.")
+    return int(seed)
+
+
+def _patterns(cache: dict[str, torch.Tensor], n_layers: int, row: int = 0) -> np.ndarray:
+    """``(layer, head, query, key)`` patterns of batch row ``row``."""
+    return np.stack([cache[hook_name("attn.hook_pattern", L)][row].float().cpu().numpy() for L in range(n_layers)])
+
+
+def token_losses(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``(batch, pos, d_vocab), (batch, pos) -> (batch, pos - 1)``: loss on predicting token ``p + 1``."""
+    logprobs = logits[:, :-1].float().log_softmax(-1)
+    return -logprobs.gather(-1, tokens[:, 1:, None].to(logprobs.device))[..., 0].cpu()
+
+
+def half_means(loss: np.ndarray, length: int) -> tuple[float, float]:
+    """Mean loss over targets in the first copy of ``r`` and over targets in later copies."""
+    return float(loss[..., :length].mean()), float(loss[..., length:].mean())
+
+
+@dataclass(frozen=True)
+class RepeatedResult:
+    """Scores and losses of every head on one ``BOS + r * n_repeats`` sequence.
+
+    Attributes:
+        tokens: token ids ``(pos,)``; ``token_strings`` their text.
+        length, n_repeats, seed: how the sequence was made.
+        induction: stripe scores ``(layer, head)``; previous_token: ``(layer, head)``.
+        loss: loss on predicting each token ``1..pos-1``, ``(pos - 1,)``.
+        loss_first_half / loss_repeated_half: mean loss of targets in the first copy / later copies.
+        patterns: ``(layer, head, query, key)`` attention patterns.
+    """
+
+    tokens: np.ndarray
+    token_strings: tuple[str, ...]
+    length: int
+    n_repeats: int
+    seed: int
+    induction: np.ndarray
+    previous_token: np.ndarray
+    loss: np.ndarray
+    loss_first_half: float
+    loss_repeated_half: float
+    patterns: np.ndarray
+
+    def __post_init__(self) -> None:
+        assert len(self.tokens) == 1 + self.length * self.n_repeats == len(self.loss) + 1
+        assert self.induction.shape == self.previous_token.shape == self.patterns.shape[:2]
+
+    def top_heads(self, k: int = 10) -> list[dict]:
+        """The ``k`` heads of highest induction score, best first (``k`` >= 1)."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise OutOfRangeError(f"The number of top heads to list must be at least 1, got {k!r}.")
+        order = np.argsort(-self.induction, axis=None, kind="stable")[:k]
+        n_heads = self.induction.shape[1]
+        return [
+            {"layer": int(i // n_heads), "head": int(i % n_heads), "label": head_label(int(i // n_heads), int(i % n_heads)),
+             "induction": float(self.induction.flat[i]), "previous_token": float(self.previous_token.flat[i])}
+            for i in order
+        ]
+
+    def top_previous_token(self, k: int = 10) -> list[tuple[int, int]]:
+        n_heads = self.previous_token.shape[1]
+        return [(int(i // n_heads), int(i % n_heads)) for i in np.argsort(-self.previous_token, axis=None, kind="stable")[:k]]
+
+    def to_json(self, k: int = 10) -> dict:
+        return {
+            "length": self.length, "n_repeats": self.n_repeats, "seed": self.seed,
+            "tokens": self.tokens, "induction": self.induction, "previous_token": self.previous_token,
+            "loss_first_half": self.loss_first_half, "loss_repeated_half": self.loss_repeated_half,
+            "loss": self.loss, "top_heads": self.top_heads(k),
+        }
+
+
+def run_repeated(model: LoadedModel, length: int = 50, n_repeats: int = 2, seed: int = 0, *,
+                 low: int = DEFAULT_LOW, high: int = DEFAULT_HIGH, on_progress: Progress | None = None) -> RepeatedResult:
+    """Run ``BOS + r * n_repeats`` once; score every head and the loss at every position."""
+    tokens = repeated_tokens(model, length, n_repeats, seed, low=low, high=high)
+    if on_progress:
+        on_progress(0.1, "running the repeated sequence")
+    logits, cache = model.run_with_cache(tokens, lambda n: n.endswith("attn.hook_pattern"))
+    patterns = _patterns(cache, model.info.n_layers)
+    loss = token_losses(logits, tokens)[0].numpy()
+    first, repeated = half_means(loss, length)
+    if on_progress:
+        on_progress(1.0, "done")
+    return RepeatedResult(
+        tokens=tokens[0].numpy(), token_strings=tuple(model.token_strings(tokens[0])), length=length,
+        n_repeats=n_repeats, seed=seed, induction=repeated_induction_score(patterns, length),
+        previous_token=previous_token_score(patterns), loss=loss, loss_first_half=first,
+        loss_repeated_half=repeated, patterns=patterns,
+    )
+
+
+# --- the user's own prompt ---------------------------------------------------------------
+@dataclass(frozen=True)
+class PromptInduction:
+    """Induction on any text: every head's score and one head's pattern.
+
+    Attributes:
+        token_strings: ``(pos,)``; scores: ``(layer, head)`` (NaN when the prompt repeats no token);
+        layer, head: the head shown; pattern: its ``(query, key)`` pattern; mask: ``(query, key)``
+        bool, the cells an ideal induction head attends to.
+    """
+
+    token_strings: tuple[str, ...]
+    scores: np.ndarray
+    layer: int
+    head: int
+    pattern: np.ndarray
+    mask: np.ndarray
+
+
+def prompt_induction(model: LoadedModel, prompt: str, layer: int, head: int) -> PromptInduction:
+    """Score every head's induction on ``prompt`` and return head ``(layer, head)``'s pattern."""
+    check_index("layer", layer, model.info.n_layers)
+    check_index("head", head, model.info.n_heads)
+    tokens = model.tokenize(prompt)
+    _, cache = model.run_with_cache(tokens, lambda n: n.endswith("attn.hook_pattern"))
+    patterns = _patterns(cache, model.info.n_layers)
+    ids = tokens[0].numpy()
+    return PromptInduction(
+        token_strings=tuple(model.token_strings(tokens[0])), scores=induction_score(patterns, ids),
+        layer=layer, head=head, pattern=patterns[layer, head], mask=induction_mask(ids),
+    )
+
+
+# --- evidence 1: ablation -----------------------------------------------------------------
+def random_heads_like(targets: list[tuple[int, int]], n_layers: int, n_heads: int,
+                      generator: np.random.Generator) -> list[tuple[int, int]]:
+    """As many random heads as ``targets``, each from the same layer as one target, none of them a target.
+
+    When a layer has too few other heads (tiny models) the rest come from any layer.
+    """
+    taken = set(targets)
+    chosen: list[tuple[int, int]] = []
+    short = 0
+    for layer in sorted({L for L, _ in targets}):
+        need = sum(1 for L, _ in targets if L == layer)
+        pool = [(layer, h) for h in range(n_heads) if (layer, h) not in taken]
+        picks = generator.permutation(len(pool))[:need]
+        chosen += [pool[i] for i in picks]
+        short += need - len(picks)
+    if short:
+        pool = [(L, h) for L in range(n_layers) for h in range(n_heads) if (L, h) not in taken and (L, h) not in chosen]
+        chosen += [pool[i] for i in generator.permutation(len(pool))[:short]]
+    return sorted(chosen)
+
+
+@dataclass(frozen=True)
+class AblationEvidence:
+    """Repeated-half loss with the top-k induction heads ablated, against k random heads.
+
+    Attributes:
+        method: ``zero`` or ``mean`` (mean over a reference batch of other repeated sequences).
+        top: labels of the ablated induction heads; random_sets: labels of each random draw.
+        loss_clean / loss_top: per-target loss ``(pos - 1,)``; loss_random: ``(draws, pos - 1)``.
+    """
+
+    method: str
+    length: int
+    top: tuple[str, ...]
+    random_sets: tuple[tuple[str, ...], ...]
+    loss_clean: np.ndarray
+    loss_top: np.ndarray
+    loss_random: np.ndarray
+
+    def __post_init__(self) -> None:
+        assert self.loss_random.shape == (len(self.random_sets), len(self.loss_clean)) == (len(self.random_sets), len(self.loss_top))
+
+    @property
+    def clean_repeated(self) -> float:
+        return half_means(self.loss_clean, self.length)[1]
+
+    @property
+    def top_repeated(self) -> float:
+        return half_means(self.loss_top, self.length)[1]
+
+    @property
+    def random_repeated(self) -> np.ndarray:
+        """Repeated-half loss of each random draw, ``(draws,)``."""
+        return self.loss_random[:, self.length:].mean(-1)
+
+    def to_json(self) -> dict:
+        rnd = self.random_repeated
+        return {
+            "method": self.method, "top_heads": list(self.top), "random_heads": [list(s) for s in self.random_sets],
+            "loss_repeated_half_clean": self.clean_repeated, "loss_repeated_half_top": self.top_repeated,
+            "loss_repeated_half_random": rnd, "rise_top": self.top_repeated - self.clean_repeated,
+            "rise_random_mean": float(rnd.mean() - self.clean_repeated), "rise_random_std": float(rnd.std()),
+        }
+
+
+def _loss_with(model: LoadedModel, tokens: torch.Tensor, heads: list[tuple[int, int]], method: str,
+               reference: dict[str, torch.Tensor] | None) -> np.ndarray:
+    hooks = ablation_hooks(model, [("head", L, h) for L, h in heads], method, reference) if heads else []
+    return token_losses(model.forward(tokens, hooks=hooks), tokens)[0].numpy()
+
+
+def ablation_evidence(model: LoadedModel, length: int = 50, n_repeats: int = 2, seed: int = 0, *, k: int = 5,
+                      method: str = "zero", n_draws: int = 5, draw_seed: int = 0, n_reference: int = 8,
+                      low: int = DEFAULT_LOW, high: int = DEFAULT_HIGH,
+                      on_progress: Progress | None = None) -> AblationEvidence:
+    """Ablate the ``k`` top induction heads of ``BOS + r * n_repeats``, then ``n_draws`` sets of
+    ``k`` random heads from the same layers, and record the loss at every position.
+
+    ``mean`` ablation replaces a head's ``z`` by its mean over ``n_reference`` other repeated
+    sequences (seeds ``seed + 1 ...``) of the same shape.
+    """
+    n_layers, n_heads = model.info.n_layers, model.info.n_heads
+    if method not in ("zero", "mean"):
+        raise WorkbenchError(f"method must be 'zero' or 'mean', got {method!r}")
+    if not 1 <= k <= (n_layers * n_heads) // 2:
+        raise OutOfRangeError(f"k must be between 1 and {(n_layers * n_heads) // 2} (half the model's heads), got {k}.")
+    if not 1 <= n_draws <= 50:
+        raise OutOfRangeError(f"the number of random draws must be between 1 and 50, got {n_draws}.")
+    scores = run_repeated(model, length, n_repeats, seed, low=low, high=high)
+    tokens = torch.as_tensor(scores.tokens)[None]
+    top = [(h["layer"], h["head"]) for h in scores.top_heads(k)]
+    reference = None
+    if method == "mean":
+        batch = torch.cat([repeated_tokens(model, length, n_repeats, seed + 1 + i, low=low, high=high) for i in range(n_reference)])
+        reference = reference_activations(model, batch, [("head", L, 0) for L in range(n_layers)])
+    generator = np.random.default_rng(draw_seed)
+    draws = [random_heads_like(top, n_layers, n_heads, generator) for _ in range(n_draws)]
+    loss_top = _loss_with(model, tokens, top, method, reference)
+    randoms = []
+    for i, heads in enumerate(draws):
+        if on_progress:
+            on_progress((i + 1) / (n_draws + 1), f"random draw {i + 1} of {n_draws}")
+        randoms.append(_loss_with(model, tokens, heads, method, reference))
+    if on_progress:
+        on_progress(1.0, "done")
+    return AblationEvidence(
+        method=method, length=length, top=tuple(head_label(*h) for h in top),
+        random_sets=tuple(tuple(head_label(*h) for h in d) for d in draws),
+        loss_clean=scores.loss, loss_top=loss_top, loss_random=np.stack(randoms),
+    )
+
+
+# --- evidence 2: K-composition in the weights ---------------------------------------------
+# One implementation for every page: :mod:`interp_core.techniques.composition` (the Circuits page's), norms
+# folded as there (LayerNorm's centring included), one random baseline. This module only picks
+# the K column and lays it out as the Induction page draws it.
+@dataclass(frozen=True)
+class KComposition:
+    """K-composition of every earlier head into one later head.
+
+    Attributes:
+        layer, head: the later (induction) head.
+        scores: ``(layer, head)``; NaN for heads in layers ``>= layer`` (they cannot feed it).
+        baseline_mean / baseline_std: the same score for random Gaussian matrices of the same shapes.
+        fold_norm: whether each block's norm was folded in (weight, and centring for LayerNorm),
+            as :func:`interp_core.techniques.circuits.layer_heads` does.
+    """
+
+    layer: int
+    head: int
+    scores: np.ndarray
+    baseline_mean: float
+    baseline_std: float
+    fold_norm: bool
+
+    def to_json(self) -> dict:
+        return {"layer": self.layer, "head": self.head, "k_composition": self.scores,
+                "baseline_mean": self.baseline_mean, "baseline_std": self.baseline_std, "fold_norm": self.fold_norm}
+
+
+def k_composition(model: LoadedModel, layer: int, head: int, *, fold_norm: bool = True) -> KComposition:
+    """K-composition scores of every head in layers ``< layer`` into head ``(layer, head)``."""
+    check_index("layer", layer, model.info.n_layers)
+    check_index("head", head, model.info.n_heads)
+    scores = np.full((model.info.n_layers, model.info.n_heads), np.nan)
+    scores[:layer] = composition_scores(model, layer, head, fold_norms=fold_norm).k
+    baseline = random_baseline(model.info.d_model, model.info.d_head)
+    return KComposition(layer, head, scores, baseline.mean, baseline.std, fold_norm)
+
+
+def k_composition_pairs(model: LoadedModel, sources: list[tuple[int, int]], targets: list[tuple[int, int]], *,
+                        fold_norm: bool = True) -> np.ndarray:
+    """``(len(sources), len(targets))`` K-composition scores; NaN where the source is not earlier."""
+    out = np.full((len(sources), len(targets)), np.nan)
+    for j, (tl, th) in enumerate(targets):
+        if not any(sl < tl for sl, _ in sources):
+            continue
+        into = composition_scores(model, tl, th, fold_norms=fold_norm).k  # (tl, n_heads)
+        for i, (sl, sh) in enumerate(sources):
+            if sl < tl:
+                out[i, j] = into[sl, check_index("head", sh, model.info.n_heads)]
+    return out

@@ -1,0 +1,191 @@
+"""Logit lens: read the residual stream at every layer boundary as if it were the last.
+
+Intuition. A decoder adds each block's output to one residual stream, and only at the end
+turns that stream into next-token logits: ``unembed(final_norm(resid))``. The logit lens
+(nostalgebraist, 2020) applies that same readout to the stream at every intermediate layer
+boundary, giving one next-token distribution per layer. Watching the top token and the
+probability of an answer across layers shows when the model's guess forms.
+
+Definition (field guide §3). For boundary ``b = 0..n_layers``, ``resid_b`` is
+``blocks.{b}.hook_resid_pre`` for ``b < n_layers`` and ``blocks.{n_layers-1}.hook_resid_post``
+for ``b = n_layers``; ``logits_b = unembed(final_norm(resid_b))``. The final norm is applied
+exactly once, so the last boundary reproduces the model's own logits (tested). Labels:
+``"embed"`` for ``b = 0`` (embeddings, plus positions where the model has them) and ``"L{k}"``
+for the stream after block ``k``.
+
+Caveat. Early layers of many models are not written in the basis of the unembedding, so
+the logit lens can look blank there although the information is present. A tuned lens
+(:mod:`interp_core.techniques.tuned_lens`) learns one affine translator per layer to fix this; pass it
+as ``lens=`` to read the same grid through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from interp_core.core.errors import OutOfRangeError
+from interp_core.core.model import LoadedModel
+from interp_core.techniques.readout import (  # noqa: F401  (boundary_labels, boundary_names re-exported for pages and tests)
+    Translator,
+    boundary_labels,
+    boundary_names,
+    readout,
+    residual_boundaries,
+)
+
+MAX_TOP_K = 50
+
+
+@dataclass(frozen=True)
+class LensResult:
+    """Next-token distributions read at every layer boundary of one prompt.
+
+    Axes: ``layer`` = the ``n_layers + 1`` boundaries in ``layers``; ``pos`` = prompt tokens.
+
+    Attributes:
+        lens: ``"logit"`` or ``"tuned"``.
+        tokens: the prompt's tokens as text, ``(pos,)``; ``token_ids`` their ids.
+        layers: boundary labels, ``(layer,)``: ``"embed", "L0", ...``.
+        top_ids, top_tokens, top_probs: the ``k`` most likely next tokens, ``(layer, pos, k)``,
+            best first.
+        kl_to_final: KL(model's final distribution || this layer's), nats, ``(layer, pos)``.
+        entropy: entropy of this layer's distribution, nats, ``(layer, pos)``.
+        model_top_id: the model's own top-1 next token after the whole prompt.
+        target, target_id: the tracked token (``None`` when none was asked for).
+        target_prob, target_logprob, target_rank: its probability, log-probability and rank
+            (1 = top) at every layer and position, ``(layer, pos)``; ``None`` without a target.
+    """
+
+    lens: str
+    tokens: tuple[str, ...]
+    token_ids: np.ndarray
+    layers: tuple[str, ...]
+    top_ids: np.ndarray
+    top_tokens: np.ndarray
+    top_probs: np.ndarray
+    kl_to_final: np.ndarray
+    entropy: np.ndarray
+    model_top_id: int
+    target: str | None = None
+    target_id: int | None = None
+    target_prob: np.ndarray | None = None
+    target_logprob: np.ndarray | None = None
+    target_rank: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        shape = (len(self.layers), len(self.tokens))
+        assert self.top_probs.shape[:2] == shape == self.top_ids.shape[:2] == self.top_tokens.shape[:2]
+        assert self.kl_to_final.shape == shape == self.entropy.shape
+        assert np.all(np.diff(self.top_probs, axis=-1) <= 1e-6), "top_probs must be sorted"
+        if self.target is not None:
+            assert self.target_prob is not None and self.target_prob.shape == shape
+
+    def to_json(self) -> dict:
+        """CLI keys: ``tokens``, ``layers``, ``top`` (per layer, per position, a list of
+        ``{token, prob}``), and with a target ``target_prob``/``target_rank`` per layer at the
+        last position."""
+        top = [
+            [
+                [{"token": str(t), "prob": float(p)} for t, p in zip(self.top_tokens[b, i], self.top_probs[b, i])]
+                for i in range(len(self.tokens))
+            ]
+            for b in range(len(self.layers))
+        ]
+        out: dict = {"lens": self.lens, "tokens": list(self.tokens), "layers": list(self.layers), "top": top}
+        if self.target is not None:
+            out["target"] = self.target
+            out["target_prob"] = [float(v) for v in self.target_prob[:, -1]]
+            out["target_rank"] = [int(v) for v in self.target_rank[:, -1]]
+        return out
+
+
+def run_logit_lens(
+    model: LoadedModel,
+    prompt: str,
+    *,
+    top_k: int = 5,
+    target: str | int | None = None,
+    lens: Translator | None = None,
+    max_tokens: int | None = None,
+) -> LensResult:
+    """The logit lens (or, with ``lens``, the tuned lens) on ``prompt``.
+
+    Args:
+        top_k: how many top tokens to keep per cell (1..50).
+        target: a single token to track (e.g. ``" Paris"``), or its id; ``None`` tracks nothing.
+        lens: a trained :class:`~interp_core.techniques.tuned_lens.TunedLens` for this model, applied to
+            each boundary's residual before the readout; ``None`` is the plain logit lens.
+
+    Raises:
+        OutOfRangeError, NotSingleTokenError, BadPromptError: before any model run.
+    """
+    if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+        raise OutOfRangeError(f"top-k must be between 1 and {MAX_TOP_K}, got {top_k!r}.")
+    if isinstance(target, int):
+        if not 0 <= target < model.info.d_vocab:
+            raise OutOfRangeError(f"target token id must be between 0 and {model.info.d_vocab - 1}, got {target}.")
+        target_id, target = target, model.token_strings([target])[0]
+    else:
+        target_id = model.single_token_id(target) if target is not None else None
+    if lens is not None:
+        lens.check_fits(model)
+    tokens = model.tokenize(prompt, max_tokens=max_tokens)
+    logits, resid = residual_boundaries(model, tokens)
+    final_logprobs = logits[0].float().log_softmax(-1)  # (pos, d_vocab)
+    rows = [_read_boundary(model, resid[b, 0], b, lens, final_logprobs, top_k, target_id) for b in range(resid.shape[0])]
+    stacked = {key: np.stack([row[key] for row in rows]) for key in rows[0]}
+    top_tokens = np.array([[model.token_strings(ids) for ids in layer_ids] for layer_ids in stacked["top_ids"]], dtype=object)
+    extra = {}
+    if target_id is not None:
+        extra = dict(
+            target=target,
+            target_id=target_id,
+            target_prob=np.exp(stacked["target_logprob"]),
+            target_logprob=stacked["target_logprob"],
+            target_rank=stacked["target_rank"],
+        )
+    return LensResult(
+        lens="logit" if lens is None else "tuned",
+        tokens=tuple(model.token_strings(tokens[0])),
+        token_ids=tokens[0].cpu().numpy(),
+        layers=boundary_labels(model.info.n_layers),
+        top_ids=stacked["top_ids"],
+        top_tokens=top_tokens,
+        top_probs=stacked["top_probs"],
+        kl_to_final=stacked["kl"],
+        entropy=stacked["entropy"],
+        model_top_id=int(final_logprobs[-1].argmax()),
+        **extra,
+    )
+
+
+def _read_boundary(
+    model: LoadedModel,
+    resid: torch.Tensor,
+    boundary: int,
+    lens: Translator | None,
+    final_logprobs: torch.Tensor,
+    top_k: int,
+    target_id: int | None,
+) -> dict[str, np.ndarray]:
+    """One boundary's readout: ``resid (pos, d_model)`` -> top-k, KL, entropy, target stats (per pos)."""
+    if lens is not None:
+        resid = lens.translate(resid, boundary)
+    with torch.no_grad():
+        logprobs = readout(model, resid).log_softmax(-1)  # (pos, d_vocab)
+    probs = logprobs.exp()
+    values, indices = probs.topk(top_k, dim=-1)
+    row = {
+        "top_ids": indices.cpu().numpy(),
+        "top_probs": values.cpu().numpy(),
+        "kl": (final_logprobs.exp() * (final_logprobs - logprobs)).sum(-1).clamp_min(0).cpu().numpy(),
+        "entropy": -(probs * logprobs).sum(-1).cpu().numpy(),
+    }
+    if target_id is not None:
+        target_lp = logprobs[:, target_id]
+        row["target_logprob"] = target_lp.cpu().numpy()
+        row["target_rank"] = (1 + (logprobs > target_lp[:, None]).sum(-1)).cpu().numpy()
+    return row

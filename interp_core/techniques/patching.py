@@ -1,0 +1,382 @@
+"""Activation patching: which activations *cause* the model's answer?
+
+Context. Two prompts differ in one detail: the clean one ("...John gave a drink to" -> " Mary")
+and the corrupted one ("...Mary gave a drink to" -> " John"). The metric is the logit
+difference ``logit(answer) - logit(wrong)`` at the last position.
+
+Intuition (denoising). Run the corrupted prompt, but overwrite one activation (one layer,
+one position, one head) with its value from the clean run, and read the metric. If that one
+activation carries the information that the prompts differ in, the answer comes back. The
+result is reported normalised: ``(patched - corrupted) / (clean - corrupted)``, so 1 means the
+clean behaviour is fully restored and 0 means the patch did nothing.
+
+Speed. The naive way (TransformerLens's ``patching`` module) runs one full forward pass per
+cell. Here the cells of one layer run together as a batch through
+``model.run_blocks``, starting at the patched layer from the corrupted run's cached residual
+(layers before the patch cannot change), and only the last position is unembedded. The
+numbers are those of the naive loop (tested to 1e-5). A patch at position ``p`` also leaves
+every position before ``p`` unchanged under causal attention, so their keys and values could
+be reused too; that is not done here (the batched replay already gives the 10x).
+
+Targets, with the grid axes they give (``grid`` holds normalised recovery):
+
+- ``resid_pre``: ``blocks.{L}.hook_resid_pre`` at one position -> ``(layer, pos)``;
+- ``attn_out`` / ``mlp_out``: ``hook_attn_out`` / ``hook_mlp_out`` at one position -> ``(layer, pos)``;
+- ``head_out``: one head's ``attn.hook_z`` slice at every position -> ``(layer, head)``;
+- ``head_out_by_pos``: one head's ``attn.hook_z`` at one position -> ``(layer, head, pos)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from interp_core.core.errors import WorkbenchError
+from interp_core.core.hooks import HookFn
+from interp_core.core.model import LoadedModel
+from interp_core.core.names import hook_name
+from interp_core.techniques.ablation import Method, ablation_hooks, reference_activations, validate_targets
+from interp_core.techniques.attribution import attribution_patching
+from interp_core.techniques.patch_pair import (  # noqa: F401  (re-exported: pages, commands and tests import them from here)
+    METHODS,
+    POINT_OF,
+    TARGETS,
+    PatchingResult,
+    PatchPair,
+    check_target,
+    grid_axes,
+    logit_diff,
+    make_result,
+    normalise,
+    prepare_pair,
+)
+
+Progress = Callable[[float, str], None]
+DEFAULT_CHUNK = 64  # larger batches got slower on a 2-core CPU (GUIDE.md §6)
+
+
+# --- what an exact sweep costs ---------------------------------------------------------------
+CONFIRM_SECONDS = 60.0  # pages ask before starting an exact sweep estimated to take longer
+# Calibration (GUIDE.md section 6): a model of the default's shape (SmolLM2-135M) on 20 tokens,
+# resid_pre (600 cells), batched and started at the patched layer, took about 10 s on the
+# project's 2-core CPU; 10, 20 and 40 positions took 1.6, 5.1 and 19.8 s (about x4 per doubling).
+_CALIBRATION = dict(n_layers=30, n_heads=9, d_model=576, d_mlp=1536, d_vocab=49152, n_tokens=20, target="resid_pre")
+_CALIBRATION_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class SweepCost:
+    """What :func:`exact_patching` of one target will do, estimated before it runs.
+
+    Attributes:
+        cells: cells of the grid (``n_layers`` x cells per layer), as the page shows them.
+        run_cells: cells that are really run (positions before the first differing token are skipped).
+        block_passes: one row through one block; a cell patched at layer ``L`` passes ``n_layers - L`` blocks.
+        seconds: rough wall time on the project's 2-core CPU (a GPU is many times faster).
+    """
+
+    cells: int
+    run_cells: int
+    block_passes: int
+    seconds: float
+
+    def describe(self) -> str:
+        """``"about 12 s"``, ``"about 4 min"``, ``"about 3.5 h"``."""
+        s = self.seconds
+        if s < 90:
+            return f"about {max(1, round(s))} s"
+        if s < 90 * 60:
+            return f"about {round(s / 60)} min"
+        return f"about {s / 3600:.1f} h"
+
+
+def _sweep_work(n_layers: int, n_heads: int, d_model: int, d_mlp: int, d_vocab: int, n_tokens: int, target: str,
+                n_positions: int | None = None, gated_mlp: bool = True) -> tuple[int, int, int, float]:
+    """``(cells, run_cells, block_passes, work)``; work in multiply-adds, roughly."""
+    check_target(target)
+    positions = n_tokens if n_positions is None else max(0, min(n_positions, n_tokens))
+    if target == "head_out":
+        grid_per_layer, run_per_layer = n_heads, n_heads
+    elif target == "head_out_by_pos":
+        grid_per_layer, run_per_layer = n_heads * n_tokens, n_heads * positions
+    else:
+        grid_per_layer, run_per_layer = n_tokens, positions
+    # Rows of layer L join at block L and run every later block: a triangle over the layers.
+    block_passes = run_per_layer * n_layers * (n_layers + 1) // 2
+    # One row through one block: the weights once per token (attention 4 d^2, an MLP 3 d d_mlp when
+    # gated as in llama, else 2) plus attention scores and mixing, which grow with the prompt's square.
+    mlp = (3 if gated_mlp else 2) * d_model * d_mlp
+    per_pass = n_tokens * (4 * d_model**2 + mlp) + 2 * n_tokens**2 * d_model
+    unembed = n_layers * run_per_layer * d_model * d_vocab  # the last position of every row
+    cached_runs = 2 * n_layers * per_pass  # the clean and corrupted runs with their caches
+    return n_layers * grid_per_layer, n_layers * run_per_layer, block_passes, block_passes * per_pass + unembed + cached_runs
+
+
+_SECONDS_PER_WORK = _CALIBRATION_SECONDS / _sweep_work(**_CALIBRATION)[3]
+
+
+def estimate_exact_cost(*, n_layers: int, n_heads: int, d_model: int, d_mlp: int, d_vocab: int, n_tokens: int,
+                        target: str, n_positions: int | None = None, gated_mlp: bool = True) -> SweepCost:
+    """Estimate an exact (batched) patching sweep from the model's shape alone, before running it.
+
+    Args:
+        n_tokens: tokens of each prompt.
+        n_positions: positions from the first token where the prompts differ to the end
+            (default: all); cells before it cannot change anything and are skipped.
+        gated_mlp: three MLP matrices (llama family) rather than two (GPT-2, Pythia).
+
+    The time is the work (block passes x the cost of one block on ``n_tokens`` tokens, plus the
+    unembedding of each row) scaled to the measured calibration point above. It grows about
+    with the square of the prompt (cells x tokens per row), faster once attention dominates,
+    and with the square of the layer count (rows patched at layer 0 pass every block). Checked
+    against the guide's second measurement: GPT-2-small's shape, 20 tokens, 240 cells, 2.9 s
+    measured, 3.0 s estimated.
+    """
+    cells, run_cells, passes, work = _sweep_work(n_layers, n_heads, d_model, d_mlp, d_vocab, n_tokens, target,
+                                                 n_positions, gated_mlp)
+    return SweepCost(cells=cells, run_cells=run_cells, block_passes=passes, seconds=work * _SECONDS_PER_WORK)
+
+
+def sweep_cost(model: LoadedModel, pair: PatchPair, target: str) -> SweepCost:
+    """:func:`estimate_exact_cost` for ``model`` and a prepared pair."""
+    info = model.info
+    first = next((i for i, (a, b) in enumerate(zip(pair.tokens, pair.corrupt_token_strs)) if a != b), 0)
+    return estimate_exact_cost(n_layers=info.n_layers, n_heads=info.n_heads, d_model=info.d_model, d_mlp=info.d_mlp,
+                               d_vocab=info.d_vocab, n_tokens=pair.n_pos, target=target, n_positions=pair.n_pos - first,
+                               gated_mlp=model.adapter.gated_mlp)
+
+
+# --- cells and how to patch them ---------------------------------------------------------
+def layer_cells(model: LoadedModel, pair: PatchPair, target: str) -> list[tuple[int, ...]]:
+    """The cells of one layer, as index tuples after the layer: ``(pos,)``, ``(head,)`` or ``(head, pos)``."""
+    if target == "head_out":
+        return [(h,) for h in range(model.info.n_heads)]
+    if target == "head_out_by_pos":
+        return [(h, p) for h in range(model.info.n_heads) for p in range(pair.n_pos)]
+    return [(p,) for p in range(pair.n_pos)]
+
+
+def write_cells(target: str, value: torch.Tensor, clean: torch.Tensor, cells: Sequence[tuple[int, ...]]) -> torch.Tensor:
+    """Row ``i`` of ``value`` gets ``clean``'s values at ``cells[i]``.
+
+    Args:
+        value: the corrupted activation, ``(n_cells, pos, d_model)`` or ``(n_cells, pos, head, d_head)`` for z.
+        clean: the clean run's activation at the same point, ``(1, ...)``.
+    """
+    new = value.clone()
+    clean = clean[0].to(new.device, new.dtype)
+    for row, cell in enumerate(cells):
+        if target == "head_out":
+            new[row, :, cell[0]] = clean[:, cell[0]]  # one head, every position
+        elif target == "head_out_by_pos":
+            new[row, cell[1], cell[0]] = clean[cell[1], cell[0]]
+        else:
+            new[row, cell[0]] = clean[cell[0]]
+    return new
+
+
+def _cell_hook(target: str, clean: torch.Tensor, cells: Sequence[tuple[int, ...]]) -> HookFn:
+    def hook(value: torch.Tensor, name: str) -> torch.Tensor:
+        return write_cells(target, value, clean, cells)
+
+    return hook
+
+
+def _caches(model: LoadedModel, pair: PatchPair, target: str) -> tuple[float, float, dict, dict]:
+    """Clean and corrupted metrics, the clean target activations, the corrupted residuals and target activations."""
+    n_layers = model.info.n_layers
+    point = POINT_OF[target]
+    clean_logits, clean_cache = model.run_with_cache(pair.clean_tokens, [hook_name(point, layer) for layer in range(n_layers)])
+    names = {hook_name(p, layer) for p in ("hook_resid_pre", point) for layer in range(n_layers)}
+    corrupt_logits, corrupt_cache = model.run_with_cache(pair.corrupt_tokens, sorted(names))
+    clean_metric = float(logit_diff(clean_logits, pair.answer_id, pair.wrong_id)[0])
+    corrupt_metric = float(logit_diff(corrupt_logits, pair.answer_id, pair.wrong_id)[0])
+    return clean_metric, corrupt_metric, clean_cache, corrupt_cache
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def exact_patching(
+    model: LoadedModel,
+    pair: PatchPair,
+    target: str,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+    on_progress: Progress | None = None,
+) -> PatchingResult:
+    """Denoising patching of every cell of ``target``, batched and started at the patched layer.
+
+    A patch at layer ``L`` leaves blocks before ``L`` as in the corrupted run, so each cell
+    starts from the corrupted run's ``blocks.{L}.hook_resid_pre``. The cells then travel
+    through the remaining blocks as one growing batch: at block ``L`` the cells of layer ``L``
+    join the rows already under way, and every block runs over all rows in chunks of
+    ``chunk_size`` (full batches, the fastest shape on a CPU). For ``resid_pre`` the patched
+    residual is built directly; for the other targets a hook writes the clean values while the
+    new rows pass block ``L``. Only the last position is unembedded.
+
+    Returns:
+        a :class:`PatchingResult` whose ``patched`` equals :func:`naive_patching`'s (tested).
+    """
+    check_target(target)
+    clean_metric, corrupt_metric, clean_cache, corrupt_cache = _caches(model, pair, target)
+    context = model.layer_context(pair.corrupt_tokens)
+    all_cells = layer_cells(model, pair, target)
+    n_layers = model.info.n_layers
+    # A cell whose clean and corrupted values are identical (e.g. every position before the first
+    # token that differs) cannot change anything: its result is the corrupted metric, exactly.
+    changed = [[i for i, cell in enumerate(all_cells) if not _same_at(target, layer, cell, clean_cache, corrupt_cache)]
+               for layer in range(n_layers)]
+    work_total = sum(len(changed[layer]) * (n_layers - layer) for layer in range(n_layers)) or 1
+    work_done = 0
+    active: list[torch.Tensor] = []  # (rows, pos, d_model) residuals entering the current block
+    for layer in range(n_layers):
+        cells = [all_cells[i] for i in changed[layer]]
+        joining = _joining_rows(model, context, target, layer, cells, clean_cache, corrupt_cache, chunk_size)
+        if target == "resid_pre":
+            active.append(joining)  # patched before block L: it runs block L with the others
+        active = _run_block(model, context, active, layer, chunk_size)
+        if target != "resid_pre":
+            active.append(joining)  # already through block L, with the patch applied inside it
+        work_done += sum(len(changed[start]) for start in range(layer + 1))
+        if on_progress is not None:
+            on_progress(min(work_done / work_total, 1.0), f"block {layer + 1} of {n_layers}")
+    out = np.full((n_layers, len(all_cells)), corrupt_metric)
+    rows = torch.cat(active) if active else None  # row order: layer-major, then cell, as in `changed`
+    if rows is not None and len(rows):
+        logits = torch.cat([model.unembed(model.apply_final_norm(chunk[:, -1:])) for chunk in rows.split(chunk_size)])
+        values = logit_diff(logits, pair.answer_id, pair.wrong_id).cpu().numpy()
+        flat_index = [layer * len(all_cells) + i for layer in range(n_layers) for i in changed[layer]]
+        out.reshape(-1)[flat_index] = values
+    return make_result(model, pair, target, "exact", _to_grid(out, model, pair, target), clean_metric, corrupt_metric)
+
+
+def _same_at(target: str, layer: int, cell: tuple[int, ...], clean_cache: dict, corrupt_cache: dict) -> bool:
+    """Whether the clean and corrupted runs hold identical values at this cell."""
+    name = hook_name(POINT_OF[target], layer)
+    clean, corrupt = clean_cache[name][0], corrupt_cache[name][0]  # (pos, d_model) or (pos, head, d_head)
+    if target == "head_out":
+        index: tuple = (slice(None), cell[0])
+    elif target == "head_out_by_pos":
+        index = (cell[1], cell[0])
+    else:
+        index = (cell[0],)
+    return bool(torch.equal(clean[index], corrupt[index]))
+
+
+def _joining_rows(model: LoadedModel, context: object, target: str, layer: int, cells: list, clean_cache: dict,
+                  corrupt_cache: dict, chunk_size: int) -> torch.Tensor:
+    """The rows of layer ``layer``'s cells: ``(n_cells, pos, d_model)``, entering block ``layer``
+    for ``resid_pre``, leaving it (patched inside) for the other targets."""
+    resid = corrupt_cache[hook_name("hook_resid_pre", layer)].expand(len(cells), -1, -1)
+    clean = clean_cache[hook_name(POINT_OF[target], layer)]
+    if not cells:
+        return resid  # (0, pos, d_model): nothing of this layer changes
+    if target == "resid_pre":
+        return write_cells(target, resid, clean, cells)
+    outs = []
+    for start, chunk in zip(range(0, len(cells), chunk_size), _chunks(cells, chunk_size)):
+        hooks = [(hook_name(POINT_OF[target], layer), _cell_hook(target, clean, chunk))]
+        outs.append(model.run_blocks(resid[start : start + len(chunk)], layer, context, hooks=hooks, end_layer=layer + 1))
+    return torch.cat(outs)
+
+
+def _run_block(model: LoadedModel, context: object, active: list[torch.Tensor], layer: int, chunk_size: int) -> list[torch.Tensor]:
+    """Run block ``layer`` over every active row, ``chunk_size`` rows at a time."""
+    rows = torch.cat(active) if active else None
+    if rows is None or len(rows) == 0:
+        return []
+    return [model.run_blocks(chunk, layer, context, end_layer=layer + 1) for chunk in rows.split(chunk_size)]
+
+
+def _to_grid(flat: np.ndarray, model: LoadedModel, pair: PatchPair, target: str) -> np.ndarray:
+    """``(layer, n_cells)`` -> the target's grid shape."""
+    if target == "head_out_by_pos":
+        return flat.reshape(model.info.n_layers, model.info.n_heads, pair.n_pos)
+    return flat
+
+
+def naive_patching(model: LoadedModel, pair: PatchPair, target: str, *, on_progress: Progress | None = None) -> PatchingResult:
+    """The reference: one full forward pass of the corrupted prompt per cell (as TransformerLens does).
+
+    Slow on purpose; kept as the ground truth the batched grid is tested and benchmarked against.
+    """
+    check_target(target)
+    clean_metric, corrupt_metric, clean_cache, _ = _caches(model, pair, target)
+    cells = layer_cells(model, pair, target)
+    n_layers = model.info.n_layers
+    out = np.zeros((n_layers, len(cells)))
+    for layer in range(n_layers):
+        name = hook_name(POINT_OF[target], layer)
+        for i, cell in enumerate(cells):
+            hook = _cell_hook(target, clean_cache[name], [cell])
+            logits = model.forward(pair.corrupt_tokens, hooks=[(name, hook)])
+            out[layer, i] = float(logit_diff(logits, pair.answer_id, pair.wrong_id)[0])
+        if on_progress is not None:
+            on_progress((layer + 1) / n_layers, f"layer {layer + 1} of {n_layers}")
+    return make_result(model, pair, target, "exact", _to_grid(out, model, pair, target), clean_metric, corrupt_metric)
+
+
+def patch(
+    model: LoadedModel,
+    clean: str,
+    corrupt: str,
+    answer: str,
+    wrong: str,
+    target: str,
+    *,
+    method: str = "exact",
+    on_progress: Progress | None = None,
+) -> PatchingResult:
+    """Validate the inputs, then run exact (batched) or attribution patching of ``target``."""
+    check_target(target)
+    if method not in METHODS:
+        raise WorkbenchError(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
+    pair = prepare_pair(model, clean, corrupt, answer, wrong)
+    if method == "attribution":
+        return attribution_patching(model, pair, on_progress=on_progress)[target]
+    return exact_patching(model, pair, target, on_progress=on_progress)
+
+
+# --- ablation on the same pair ----------------------------------------------------------------
+@dataclass(frozen=True)
+class AblationEffect:
+    """The metric on the clean prompt with ``targets`` ablated, next to the unablated runs."""
+
+    targets: tuple[tuple, ...]
+    method: str
+    clean_metric: float
+    corrupt_metric: float
+    ablated_metric: float
+
+    @property
+    def recovery(self) -> float:
+        """Where the ablated run sits between corrupted (0) and clean (1)."""
+        d = self.clean_metric - self.corrupt_metric
+        return float("nan") if abs(d) < 1e-9 else (self.ablated_metric - self.corrupt_metric) / d
+
+    def to_json(self) -> dict:
+        return {
+            "targets": [list(t) for t in self.targets], "method": self.method, "clean_metric": self.clean_metric,
+            "corrupt_metric": self.corrupt_metric, "ablated_metric": self.ablated_metric, "recovery": self.recovery,
+        }
+
+
+def ablation_effect(model: LoadedModel, pair: PatchPair, targets: Sequence[tuple], method: Method = "zero") -> AblationEffect:
+    """Run the clean prompt with ``targets`` (``("head", L, H)`` / ``("mlp", L)``) ablated.
+
+    The reference batch for ``mean`` and ``resample`` is the pair itself ``[clean, corrupted]``:
+    mean over both prompts and all positions; resample gives the clean run the corrupted
+    prompt's activation (row 0 takes reference row 1).
+    """
+    validate_targets(model, targets)
+    batch = torch.cat([pair.clean_tokens, pair.corrupt_tokens])
+    reference = reference_activations(model, batch, targets) if method != "zero" and targets else None
+    hooks = ablation_hooks(model, targets, method, reference) if targets else []
+    base = logit_diff(model.forward(batch, last_position_only=True), pair.answer_id, pair.wrong_id)
+    ablated = logit_diff(model.forward(batch, hooks=hooks, last_position_only=True), pair.answer_id, pair.wrong_id)
+    return AblationEffect(tuple(tuple(t) for t in targets), method, float(base[0]), float(base[1]), float(ablated[0]))

@@ -6,9 +6,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from interp_core import WorkbenchError
-from interp_core.techniques.predict import predict_next
-from ui import state
+from interp_core.techniques.predict import PredictRequest
+from ui import runner, state
 from ui.navigation import page_files, page_question, page_title
 from ui.page import header, show_chart
 
@@ -17,11 +16,6 @@ st.write("Type a prompt in the sidebar, then open a technique page to see what t
 
 model = state.require_model()
 info = model.info
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def cached_prediction(spec: str, prompt: str, top_k: int) -> dict:
-    return predict_next(state.get_model(spec), prompt, top_k).to_json()
 
 
 card, prediction = st.columns([1, 2])
@@ -42,14 +36,9 @@ with card:
 with prediction:
     st.subheader("Next token")
     top_k = st.slider("How many candidates", 3, 30, 10, key="top_k", bind="query-params")
-    try:
-        result = cached_prediction(state.model_spec(), state.prompt(), top_k)
-    except WorkbenchError as error:
-        state.show_error(error)
-        st.stop()
-    st.markdown("**Tokens:** " + " ".join(f"`{t!r}`" for t in result["tokens"]) + f"  ({len(result['tokens'])} tokens)")
-    df = pd.DataFrame(result["top"])
-    df["rank"] = range(1, len(df) + 1)
+    result = runner.run_or_stop(model, PredictRequest(state.prompt(), top_k))
+    st.markdown("**Tokens:** " + " ".join(f"`{t!r}`" for t in result.tokens) + f"  ({len(result.tokens)} tokens)")
+    df = result.tables()["next_tokens"]
     df["label"] = df["token"].map(repr)
     chart = (
         alt.Chart(df)

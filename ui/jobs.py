@@ -35,7 +35,7 @@ def max_heavy_jobs() -> int:
     return max(1, int(os.environ.get("WORKBENCH_MAX_HEAVY_JOBS", "2")))
 
 
-def _remember(key: Hashable, value: object) -> None:
+def remember(key: Hashable, value: object) -> None:
     with _results_lock:
         _results[key] = value
         _results.move_to_end(key)
@@ -120,7 +120,7 @@ def cached_job(label: str, key: Hashable, compute: Callable[[Progress], T], *, h
             bar.progress(min(max(fraction, 0.0), 1.0), text=f"{label}: {message}" if message else label)
 
         value = compute(on_progress)
-        _remember(key, value)
+        remember(key, value)
         status.caption(f"{label}: done in {time.perf_counter() - started:.1f} s")
         return value
     finally:

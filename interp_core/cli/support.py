@@ -12,6 +12,7 @@ import numpy as np
 
 from interp_core.core.loading import load_model
 from interp_core.core.model import LoadedModel
+from interp_core.techniques.contract import Request, request_fields, run
 
 
 def model_from_args(args: argparse.Namespace) -> LoadedModel:
@@ -34,3 +35,16 @@ def to_jsonable(value: object) -> object:
     if isinstance(value, np.bool_):
         return bool(value)
     return value
+
+
+def request_from_args(request_type: type[Request], args: argparse.Namespace, **extra: object) -> Request:
+    """A technique request whose fields are read from the flags of the same name (``--top-k`` -> ``top_k``),
+    plus ``extra``. Built, and so validated, before any model is loaded."""
+    values = {name: getattr(args, name) for name in request_fields(request_type) if hasattr(args, name)}
+    return request_type(**{**values, **extra})
+
+
+def run_request(request_type: type[Request], args: argparse.Namespace, **extra: object) -> dict:
+    """Build the request from the flags, load the model, run it, and return its JSON."""
+    request = request_from_args(request_type, args, **extra)
+    return run(model_from_args(args), request).to_json()

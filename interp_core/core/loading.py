@@ -15,6 +15,7 @@ Every model loads with eager attention (so attention patterns exist), frozen par
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
 import json
 import os
@@ -173,7 +174,20 @@ def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None, on_progr
     progress(0.7, f"Loading weights of {spec}")
     hf_model, tokenizer = _load_hf(spec if directory is None else str(directory), pick_device(device), hub=directory is None)
     progress(1.0, f"Loaded {spec}")
-    return _wrap(spec, source, hf_model, tokenizer, time.perf_counter() - started)
+    return _wrap(spec, source, hf_model, tokenizer, time.perf_counter() - started, weights_fingerprint(spec, directory))
+
+
+def weights_fingerprint(spec: str, directory: Path | None) -> str:
+    """A short hash that changes whenever the model's files change (name, size and modification
+    time of its weights and config); for a hub model, its id and the revision HF resolved."""
+    digest = hashlib.sha256(spec.encode())
+    if directory is not None:
+        digest.update(str(directory.resolve()).encode())
+        for path in sorted(directory.iterdir()):
+            if path.suffix in (".safetensors", ".bin", ".pt", ".json") and path.is_file():
+                stat = path.stat()
+                digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -280,7 +294,8 @@ def safetensors_problem(path: str | Path) -> str | None:
     return None
 
 
-def _wrap(name: str, source: str, hf_model: torch.nn.Module, tokenizer: object, seconds: float) -> LoadedModel:
+def _wrap(name: str, source: str, hf_model: torch.nn.Module, tokenizer: object, seconds: float,
+          fingerprint: str = "") -> LoadedModel:
     adapter = adapter_for(hf_model)
     first = next(hf_model.parameters())
     info = ModelInfo(
@@ -304,7 +319,9 @@ def _wrap(name: str, source: str, hf_model: torch.nn.Module, tokenizer: object, 
         dtype=str(first.dtype).removeprefix("torch."),
         load_seconds=round(seconds, 2),
     )
-    return LoadedModel(hf_model, tokenizer, adapter, info)
+    if not fingerprint or source == "Hugging Face hub":  # a hub model: its id plus the revision resolved
+        fingerprint = hashlib.sha256(f"{name}:{getattr(hf_model.config, '_commit_hash', '')}".encode()).hexdigest()[:16]
+    return LoadedModel(hf_model, tokenizer, adapter, info, fingerprint)
 
 
 # --- the bundled default ---------------------------------------------------------------

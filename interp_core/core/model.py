@@ -61,11 +61,15 @@ class LayerContext:
 class LoadedModel:
     """A frozen HF causal LM with hook-point access. Build it with :func:`interp_core.load_model`."""
 
-    def __init__(self, hf_model: torch.nn.Module, tokenizer: object, adapter: Adapter, info: ModelInfo) -> None:
+    def __init__(self, hf_model: torch.nn.Module, tokenizer: object, adapter: Adapter, info: ModelInfo,
+                 fingerprint: str = "") -> None:
         self.hf_model = hf_model
         self.tokenizer = tokenizer
         self.adapter = adapter
         self.info = info
+        # Identifies these weights: results cached under it are never served for other weights, e.g.
+        # after a toy model is retrained under the same name. Loaded models get it from their files.
+        self.fingerprint = fingerprint or f"{info.name}@{id(self):x}"
         self.lock = threading.RLock()
 
     def __repr__(self) -> str:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from interp_core.techniques.predict import predict_next
+from interp_core.cli.support import run_request
+from interp_core.techniques.predict import PredictRequest
 
 NAME = "predict"
 HELP = "tokens of a prompt and the model's top next tokens with probabilities"
+REQUEST = PredictRequest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,9 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from interp_core.cli.support import model_from_args
-
-    return predict_next(model_from_args(args), args.prompt, args.top_k).to_json()
+    return run_request(PredictRequest, args)
 
 
 def format_text(result: dict) -> str:

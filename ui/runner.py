@@ -1,0 +1,55 @@
+"""One page runner: every technique on every page goes through :func:`run`.
+
+It caches the result server-wide on ``(model weights fingerprint, request)`` (a retrained toy
+model has a new fingerprint, so it is never served old numbers), shows a spinner for light
+requests and a progress bar plus the heavy-job queue for heavy ones (``request.heavy``), and
+shows a :class:`WorkbenchError` as one red box. On an error it returns None, so the page can stop
+only the part that needed the result (:func:`run_or_stop` stops the whole page).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import streamlit as st
+
+from interp_core import LoadedModel, WorkbenchError
+from interp_core.techniques.contract import Request, Result
+from interp_core.techniques.contract import run as run_technique
+from ui import jobs
+
+R = TypeVar("R", bound=Result)
+
+
+def cache_key(model: LoadedModel, request: Request) -> tuple:
+    return ("technique", model.fingerprint, request)
+
+
+def cached(model: LoadedModel, request: Request) -> Result | None:
+    """The result if some session computed it already, else None (never computes)."""
+    return jobs.lookup(cache_key(model, request))  # type: ignore[return-value]
+
+
+def run(model: LoadedModel, request: Request) -> Result | None:
+    """The result of ``request`` on ``model``, computed at most once per server; None after an error (shown)."""
+    key = cache_key(model, request)
+    try:
+        if request.heavy:
+            return jobs.cached_job(request.label, key, lambda progress: run_technique(model, request, progress), heavy=True)
+        found = jobs.lookup(key)
+        if found is None:
+            with st.spinner(f"{request.label}…"):
+                found = run_technique(model, request)
+            jobs.remember(key, found)
+        return found  # type: ignore[return-value]
+    except WorkbenchError as error:
+        st.error(str(error))
+        return None
+
+
+def run_or_stop(model: LoadedModel, request: Request) -> Result:
+    """:func:`run`, or stop the page after the error box."""
+    result = run(model, request)
+    if result is None:
+        st.stop()
+    return result

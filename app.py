@@ -30,6 +30,11 @@ def build_pages() -> list[st.Page]:
 def model_picker() -> None:
     fixed = allowed_models()
     if fixed:  # hosted workshop: a fixed list, nothing typed in
+        asked = st.query_params.get("model")
+        if asked and asked not in fixed:  # the selectbox would drop it silently; say why the link's model is not used
+            st.session_state.pop("model", None)
+            st.error(f"This workshop server only offers these models: {', '.join(fixed)}; '{asked}' (from the link) "
+                     f"is not one of them, so {fixed[0]} is used.")
         st.selectbox("Model", fixed, key="model", bind="query-params", label_visibility="collapsed")
         return
     options = [DEFAULT_MODEL, *list_toy_models()]

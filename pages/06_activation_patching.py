@@ -196,7 +196,11 @@ with exact:
         confirmed = exact_result is not None or cost.seconds <= patching.CONFIRM_SECONDS or st.button(
             f"Run anyway ({cost.describe()})", key="patch_run_anyway", type="primary")
         if not confirmed:
-            st.info(f"This exact sweep runs {cost.run_cells:,} cells over {pair.n_pos} tokens, {cost.describe()} on a 2-core "
+            skipped = cost.cells - cost.run_cells
+            st.info(f"This exact sweep runs {cost.run_cells:,} cells over {pair.n_pos} tokens"
+                    + (f" (the grid's other {skipped:,} cells sit before the first differing token and are known without running)"
+                       if skipped else "")
+                    + f", {cost.describe()} on a 2-core "
                     "CPU (it grows with the square of the prompt length). Shorten the prompts, or pick heads (all positions), "
                     "or press **Run anyway**. The attribution preview on the left is already done.")
         elif exact_result is None:

@@ -86,6 +86,8 @@ class TestWorkshopSettings:
         assert not at.exception
         assert at.selectbox(key="model").options == [str(tiny_model_dirs["llama"])]
         assert at.session_state["model"] == str(tiny_model_dirs["llama"])
+        refusals = [e for e in _errors(at) if "only offers these models" in e and str(tiny_model_dirs["gpt2"]) in e]
+        assert len(refusals) == 1, _errors(at)  # said once, not dropped silently
 
     def test_prompt_limit(self, app, monkeypatch):
         monkeypatch.setenv("WORKBENCH_MAX_PROMPT_TOKENS", "3")

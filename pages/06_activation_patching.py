@@ -20,7 +20,7 @@ from interp_core.techniques.attribution import agreement, attribution_patching
 from interp_core.techniques.patching import TARGETS, PatchingResult, ablation_effect, exact_patching, prepare_pair, sweep_cost
 from ui import jobs, state
 from ui.charts import grid_frame, heatmap
-from ui.page import caution, explain, header, show_chart, warn_unknown_words
+from ui.page import caution, explain, header, show_chart, url_names_options, warn_unknown_words
 
 PRESETS: dict[str, dict[str, str]] = {
     "Indirect object (IOI)": {
@@ -174,6 +174,7 @@ def grid_chart(df: pd.DataFrame, result: PatchingResult, title: str) -> alt.Char
                    y_sort=rows, tooltip=tooltip, title=title, height=max(200, 14 * len(rows)))
 
 
+url_names_options("patch_target", list(TARGETS))  # a link may name the target by its value (?patch_target=head_out)
 target = st.segmented_control("Patch", list(TARGETS), format_func=TARGET_NAMES.get, key="patch_target", bind="query-params",
                               default="resid_pre") or "resid_pre"
 cost = sweep_cost(model, pair, target)

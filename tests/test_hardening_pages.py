@@ -308,3 +308,18 @@ class TestProbeEngineChecks:
         dataset = parse_csv(CSV_HEADER + rows + "BOS " + " ".join(str(i % 9) for i in range(45)) + ",a\n")
         with pytest.raises(WorkbenchError, match="Sentence 13 is 46 tokens long; probing takes 1 to 41 tokens here"):
             encode_dataset(toy, dataset)
+
+
+def test_link_names_the_patching_target_by_its_value(tiny_model_dirs):
+    """?patch_target=head_out opens the head grid (the formatted control used to drop the value and patch resid_pre)."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    page = Path(__file__).resolve().parent.parent / "pages" / "06_activation_patching.py"
+    at = AppTest.from_file(str(page), default_timeout=120)
+    at.session_state["model"] = str(tiny_model_dirs["gpt2"])
+    at.query_params["patch_target"] = "head_out"
+    at.run()
+    assert not at.exception
+    assert at.session_state["patch_target"] == "head_out"

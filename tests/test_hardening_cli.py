@@ -43,16 +43,16 @@ def cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def json_error(capsys: pytest.CaptureFixture, *argv: str, code: int = 2) -> str:
-    """Run the CLI with ``--json``; assert exactly one ``{"error"}`` object on stdout and exit ``code``."""
+def json_error(capsys: pytest.CaptureFixture, *argv: str, code: int = 2, bug: bool = False) -> str:
+    """Run the CLI with ``--json``; assert exactly one ``{"error"}`` object on stdout and exit ``code``;
+    no traceback unless it is a ``bug`` (whose traceback goes to stderr for the report)."""
     status, out, err = cli(capsys, *argv, "--json")
     lines = out.strip().splitlines()
     assert status == code, (status, out, err)
     assert len(lines) == 1, out
     payload = json.loads(lines[0])
     assert list(payload) == ["error"] and payload["error"], payload
-    if code == 2:
-        assert "Traceback" not in err, err
+    assert ("Traceback" in err) == bug, err
     return payload["error"]
 
 
@@ -413,7 +413,7 @@ class TestUsage:
         assert exit_info.value.code == 0
         assert "--top-k" in capsys.readouterr().out
 
-    def test_a_bug_is_an_internal_error_with_status_1(self, capsys: pytest.CaptureFixture,
+    def test_a_bug_is_an_internal_error_with_status_2(self, capsys: pytest.CaptureFixture,
                                                       monkeypatch: pytest.MonkeyPatch, llama_dir: str) -> None:
         from interp_core.cli.commands import predict
 
@@ -421,5 +421,5 @@ class TestUsage:
             raise TypeError("boom")
 
         monkeypatch.setattr(predict, "run", broken)
-        message = json_error(capsys, "predict", "--model", llama_dir, "--prompt", "hi", code=1)
+        message = json_error(capsys, "predict", "--model", llama_dir, "--prompt", "hi", bug=True)
         assert message.startswith("internal error: TypeError: boom")

@@ -10,7 +10,8 @@ malformed or missing argument, text that is not UTF-8) print exactly one ``{"err
 line on stdout with ``--json`` (without it, the message on stderr) and exit with status 2,
 never with a traceback. Anything else is a bug of the workbench: it prints
 ``{"error": "internal error: TypeName: message"}`` on stdout with ``--json`` (the message on
-stderr without it), the traceback on stderr for the bug report, and exits with status 1.
+stderr without it), the traceback on stderr for the bug report, and also exits with status 2
+(every failure does: scripts check one status; the message's prefix tells a bug from bad input).
 ``--help`` prints the help and exits with status 0, as usual.
 """
 
@@ -113,6 +114,6 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc(file=sys.stderr)
         _report(f"internal error: {type(error).__name__}: {error}. This is a bug of the workbench; "
                 "please report it with the traceback printed on stderr.", as_json)
-        return 1
+        return 2  # the contract: every failure exits 2; the "internal error:" prefix tells a bug from bad input
     print(text)
     return 0

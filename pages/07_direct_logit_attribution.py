@@ -7,16 +7,13 @@ output and head, plus a bias term. The page ends by checking that the pieces add
 
 from __future__ import annotations
 
-import altair as alt
 import numpy as np
-import pandas as pd
 import streamlit as st
 
-from interp_core import WorkbenchError
 from interp_core.core.head_id import HeadId, head_label
-from interp_core.techniques.dla import DLAResult, HeadSourceResult, direct_logit_attribution, head_source_attribution
-from ui import page, state
-from ui.charts import grid_frame, heatmap
+from interp_core.techniques.dla import DlaRequest, HeadSourceRequest
+from ui import page, runner, state
+from ui.dla_views import components_chart, heads_chart, sources_chart
 from ui.navigation import page_files
 
 AUTO_HEAD = "largest |contribution|"
@@ -24,22 +21,6 @@ AUTO_HEAD = "largest |contribution|"
 page.header("Direct Logit Attribution", "Which components push the right answer up, directly?")
 model = state.require_model()
 info = model.info
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def cached_dla(spec: str, prompt: str, answer: str, wrong: str, position: int) -> DLAResult:
-    return direct_logit_attribution(state.get_model(spec), prompt, answer or None, wrong or None, position=position)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def cached_source(spec: str, prompt: str, layer: int, head: int, answer: str, wrong: str, position: int) -> HeadSourceResult:
-    return head_source_attribution(state.get_model(spec), prompt, layer, head, answer or None, wrong or None, position=position)
-
-
-def signed_domain(values: np.ndarray) -> tuple[float, float]:
-    bound = float(np.abs(values).max()) or 1.0
-    return -bound, bound
-
 
 # --- inputs -------------------------------------------------------------------------------
 left, middle, right = st.columns([2, 2, 1])
@@ -56,12 +37,8 @@ position = right.number_input(
     help="Which token's next-token prediction to explain: 0 is the first token, -1 the last.",
 )
 
-try:
-    with st.spinner("Running the model once and splitting the logit…"):
-        result = cached_dla(state.model_spec(), state.prompt(), answer, wrong, int(position))
-except WorkbenchError as error:
-    state.show_error(error)
-    st.stop()
+result = runner.run_or_stop(model, DlaRequest(state.prompt(), answer, wrong, int(position)))
+tables = result.tables()
 
 pos_token = result.tokens[result.position]
 st.markdown(
@@ -86,39 +63,17 @@ order. Its last point plus the bias term is exactly the model's value (checked a
 
 # --- per-layer view -------------------------------------------------------------------------
 st.subheader("Per component")
-layer_df = pd.DataFrame(
-    {
-        "component": list(result.labels),
-        "order": range(len(result.labels)),
-        "kind": [label.split()[-1] if label.startswith("L") else "embedding" for label in result.labels],
-        "contribution": result.values,
-        "running_total": result.running,
-    }
-)
-x = alt.X("component:N", sort=list(result.labels), title="component (residual order)", axis=alt.Axis(labelAngle=-60))
-tooltip = ["component", alt.Tooltip("contribution:Q", format=".3f"), alt.Tooltip("running_total:Q", format=".3f")]
-bars = alt.Chart(layer_df).mark_bar().encode(
-    x=x,
-    y=alt.Y("contribution:Q", title="direct contribution"),
-    color=alt.Color("kind:N", scale=alt.Scale(domain=["embedding", "attn", "mlp"], range=["#9e9e9e", "#4c78a8", "#f58518"])),
-    tooltip=tooltip,
-)
-line = alt.Chart(layer_df).mark_line(point=alt.OverlayMarkDef(color="#222", size=18), color="#222").encode(x=x, y="running_total:Q", tooltip=tooltip)
 page.show_chart(
-    (bars + line).properties(height=340),
-    layer_df.drop(columns="order"),
+    components_chart(tables["dla_components"]),
+    tables["dla_components"],
     "dla_components",
     caption=f"Bars: each component's direct contribution to {result.metric}. Line: running total across components.",
 )
 
 # --- per-head view ------------------------------------------------------------------------
 st.subheader("Per head")
-heads_df = grid_frame(result.heads, list(range(info.n_layers)), list(range(info.n_heads)), "layer", "head", "contribution")
-heads_df["name"] = [head_label(layer, head) for layer, head in zip(heads_df["layer"], heads_df["head"])]
-head_chart = heatmap(
-    heads_df, "head", "layer", "contribution", scheme="redblue", domain=signed_domain(result.heads),
-    tooltip=["name", alt.Tooltip("contribution:Q", format=".3f")], height=max(200, 16 * info.n_layers),
-).properties(width=max(240, 45 * info.n_heads))  # wide enough to read; ordinal axes do not stretch
+heads_df = tables["dla_heads"]
+head_chart = heads_chart(heads_df, result.heads)
 chart_col, table_col = st.columns([3, 2])
 with chart_col:
     page.show_chart(
@@ -144,31 +99,15 @@ if choice == AUTO_HEAD or choice not in head_names:
     layer, head = divmod(flat, info.n_heads)
 else:
     layer, head = divmod(head_names.index(choice), info.n_heads)
-try:
-    source = cached_source(state.model_spec(), state.prompt(), layer, head, answer, wrong, int(position))
-except WorkbenchError as error:
-    state.show_error(error)
-    st.stop()
-source_df = pd.DataFrame(
-    {
-        "source": range(len(source.tokens)),
-        "token": [repr(t) for t in source.tokens],
-        "contribution": source.values,
-        "attention": source.attention,
-    }
-).iloc[: source.position + 1]
-source_df["label"] = [f"{i}: {t}" for i, t in zip(source_df["source"], source_df["token"])]
-source_chart = alt.Chart(source_df).mark_bar().encode(
-    x=alt.X("label:N", sort=list(source_df["label"]), title="source position: token", axis=alt.Axis(labelAngle=-45)),
-    y=alt.Y("contribution:Q", title="direct contribution carried"),
-    color=alt.condition("datum.contribution >= 0", alt.value("#4c78a8"), alt.value("#e45756")),
-    tooltip=["source", "token", alt.Tooltip("contribution:Q", format=".3f"), alt.Tooltip("attention:Q", format=".3f")],
-).properties(height=280)
-page.show_chart(
-    source_chart, source_df.drop(columns="label"), "dla_head_sources",
-    caption=f"{head_label(layer, head)} (reads KV head {source.kv_head}) at position {source.position}: attention weight times the "
-            f"source's value vector, through W_O and the frozen norm. The bars sum to the head's {source.head_total:.3f}.",
-)
+source = runner.run(model, HeadSourceRequest(state.prompt(), layer, head, answer, wrong, int(position)))
+if source is not None:
+    source_df = source.tables()["dla_head_sources"]
+    page.show_chart(
+        sources_chart(source_df.assign(label=[f"{i}: {t}" for i, t in zip(source_df["source"], source_df["token"])])),
+        source_df, "dla_head_sources",
+        caption=f"{head_label(layer, head)} (reads KV head {source.kv_head}) at position {source.position}: attention weight times the "
+                f"source's value vector, through W_O and the frozen norm. The bars sum to the head's {source.head_total:.3f}.",
+    )
 
 # --- caution and the closing check ------------------------------------------------------------
 page.caution(

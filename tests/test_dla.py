@@ -12,7 +12,14 @@ from streamlit.testing.v1 import AppTest
 
 from interp_core.cli import main
 from interp_core.core.errors import NotSingleTokenError, OutOfRangeError
-from interp_core.techniques.dla import SameTokenError, direct_logit_attribution, head_source_attribution
+from interp_core.techniques.contract import run
+from interp_core.techniques.dla import (
+    DlaRequest,
+    HeadSourceRequest,
+    SameTokenError,
+    direct_logit_attribution,
+    head_source_attribution,
+)
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 # float32 forward vs float64 sums of float32 pieces: the gap is float32 rounding of logits of size ~10.
@@ -149,6 +156,41 @@ class TestCli:
         assert main(["dla", "--model", str(tiny_model_dirs["gpt_neox"]), "--prompt", PROMPT]) == 0
         text = capsys.readouterr().out
         assert "top heads:" in text and "gap" in text
+
+
+class TestRequests:
+    def test_dla_request_equals_the_direct_call_and_tables_match_the_json(self, tiny_model):
+        """run(DlaRequest) gives the engine's own JSON; its tables hold the JSON's numbers."""
+        result = run(tiny_model, DlaRequest(PROMPT, " Mary", " John", 4))
+        data = result.to_json()
+        assert data == direct_logit_attribution(tiny_model, PROMPT, " Mary", " John", position=4).to_json()
+        tables = result.tables()
+        components = tables["dla_components"]
+        assert list(components["component"]) == [entry["name"] for entry in data["layers"]]
+        assert list(components["contribution"]) == [entry["value"] for entry in data["layers"]]
+        assert list(components["running_total"]) == data["running"]
+        heads = tables["dla_heads"]
+        assert list(heads["contribution"]) == [v for row in data["heads"] for v in row]
+        assert list(heads["name"][:2]) == ["L0H0", "L0H1"]
+
+    def test_head_source_request_equals_the_direct_call_and_tables_match_the_json(self, tiny_model):
+        result = run(tiny_model, HeadSourceRequest(PROMPT, 1, 0, " Mary", None, 3))
+        data = result.to_json()
+        assert data == head_source_attribution(tiny_model, PROMPT, 1, 0, " Mary", position=3).to_json()
+        table = result.tables()["dla_head_sources"]
+        assert list(table["source"]) == [0, 1, 2, 3]  # up to the query position
+        assert list(table["contribution"]) == data["values"][:4]
+        assert list(table["attention"]) == data["attention"][:4]
+
+    def test_empty_answer_is_no_answer(self):
+        """The page's empty text boxes and the CLI's missing flags are one request (one cache entry)."""
+        assert DlaRequest(PROMPT, "", "") == DlaRequest(PROMPT) and hash(DlaRequest(PROMPT, "", "")) == hash(DlaRequest(PROMPT))
+
+    def test_bad_values(self, tiny_gpt2):
+        with pytest.raises(OutOfRangeError, match="position"):
+            DlaRequest(PROMPT, position=1.5)  # type: ignore[arg-type]
+        with pytest.raises(OutOfRangeError, match="head must be between"):
+            run(tiny_gpt2, HeadSourceRequest(PROMPT, 0, 99))
 
 
 class TestPage:

@@ -14,14 +14,18 @@ from streamlit.testing.v1 import AppTest
 
 from interp_core import cli, load_model
 from interp_core.core.errors import NotSingleTokenError, OutOfRangeError
-from interp_core.techniques.logit_lens import boundary_labels, readout, residual_boundaries, run_logit_lens
+from interp_core.techniques.contract import run
+from interp_core.techniques.logit_lens import LogitLensRequest, boundary_labels, readout, residual_boundaries, run_logit_lens
 from interp_core.techniques.tuned_lens import (
+    SavedTunedLensRequest,
     TrainConfig,
+    TrainTunedLensRequest,
     TunedLens,
     TunedLensError,
     lens_dir,
     load_tuned_lens,
     require_tuned_lens,
+    saved_lens_version,
     train_tuned_lens,
 )
 
@@ -161,6 +165,47 @@ class TestCli:
         code = cli.main(["logit-lens", "--model", str(tiny_model_dirs["gpt2"]), "--prompt", PROMPT, "--target", " Paris is", "--json"])
         assert code == 2
         assert "not one" in json.loads(capsys.readouterr().out)["error"]
+
+
+class TestRequests:
+    def test_lens_request_equals_the_direct_call_and_tables_match_the_json(self, tiny_model):
+        """run(LogitLensRequest) gives the engine's own JSON; the grid and target tables hold its numbers."""
+        result = run(tiny_model, LogitLensRequest(PROMPT, " Paris", top_k=3))
+        data = result.to_json()
+        assert data == run_logit_lens(tiny_model, PROMPT, top_k=3, target=" Paris").to_json()
+        tables = result.tables()
+        n_pos = len(data["tokens"])
+        grid = tables["logit_lens_grid"]
+        assert list(grid["layer"]) == [layer for layer in data["layers"] for _ in range(n_pos)]
+        assert list(grid["prob"]) == [cell[0]["prob"] for row in data["top"] for cell in row]
+        assert list(grid["top token"]) == [cell[0]["token"] for row in data["top"] for cell in row]
+        last = tables["logit_lens_target"].query(f"position == {n_pos - 1}")
+        assert list(last["probability"]) == data["target_prob"]
+        assert list(last["rank"]) == data["target_rank"]
+
+    def test_empty_target_is_no_target_and_bad_values_fail_on_creation(self):
+        assert LogitLensRequest(PROMPT, "") == LogitLensRequest(PROMPT)
+        with pytest.raises(OutOfRangeError, match="top-k"):
+            LogitLensRequest(PROMPT, top_k=0)
+        with pytest.raises(OutOfRangeError, match="lens"):
+            LogitLensRequest(PROMPT, lens="tuneed")
+
+    def test_training_is_heavy_and_the_saved_lens_is_a_result(self, tiny_gpt2, home, monkeypatch):
+        """Training goes through the heavy queue; the saved lens's held-out KL table matches its JSON, and
+        the tuned request reads the lens saved at that version."""
+        assert TrainTunedLensRequest.heavy and not LogitLensRequest.heavy
+        with pytest.raises(TunedLensError):
+            run(tiny_gpt2, LogitLensRequest(PROMPT, lens="tuned"))
+        monkeypatch.setattr("interp_core.techniques.tuned_lens.QUICK_TRAINING", TINY_TRAIN)
+        run(tiny_gpt2, TrainTunedLensRequest(quick=True))
+        version = saved_lens_version(tiny_gpt2)
+        assert version > 0
+        saved = run(tiny_gpt2, SavedTunedLensRequest(version))
+        kl = saved.tables()["lens_heldout_kl"]
+        assert list(kl["KL (nats)"]) == saved.to_json()["heldout_kl_logit"] + saved.to_json()["heldout_kl_tuned"]
+        tuned = run(tiny_gpt2, LogitLensRequest(PROMPT, lens="tuned", lens_version=version))
+        assert tuned.to_json() == run_logit_lens(tiny_gpt2, PROMPT, lens=load_tuned_lens(tiny_gpt2)).to_json()
+        assert "tuned_lens_grid" in tuned.tables()
 
 
 class TestPage:

@@ -26,16 +26,16 @@ counted; activation patching measures total effects.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from interp_core.core.errors import OutOfRangeError, WorkbenchError, check_index
+from interp_core.core.head_id import head_label
 from interp_core.core.model import LoadedModel
-
-Progress = Callable[[float, str], None]
+from interp_core.techniques.contract import Progress, Request
 
 # Sums are taken in float64 so the closing check measures the model's float32 error, not ours.
 _F64 = torch.float64
@@ -132,6 +132,22 @@ class DLAResult:
             "gap": self.gap,
         }
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``dla_components``: one row per component (residual order) with its kind, contribution and the
+        running total; ``dla_heads``: one row per (layer, head) with its contribution and name."""
+        components = pd.DataFrame(
+            {
+                "component": list(self.labels),
+                "kind": [label.split()[-1] if label.startswith("L") else "embedding" for label in self.labels],
+                "contribution": self.values,
+                "running_total": self.running,
+            }
+        )
+        layers, heads = np.meshgrid(np.arange(self.heads.shape[0]), np.arange(self.heads.shape[1]), indexing="ij")
+        head_frame = pd.DataFrame({"layer": layers.ravel().tolist(), "head": heads.ravel().tolist(), "contribution": self.heads.ravel()})
+        head_frame["name"] = [head_label(layer, head) for layer, head in zip(head_frame["layer"], head_frame["head"])]
+        return {"dla_components": components, "dla_heads": head_frame}
+
 
 @dataclass(frozen=True)
 class HeadSourceResult:
@@ -165,6 +181,75 @@ class HeadSourceResult:
             "position": self.position, "metric": self.metric, "values": self.values.tolist(),
             "attention": self.attention.tolist(), "head_total": self.head_total,
         }
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``dla_head_sources``: one row per source position up to ``position`` with its token (repr),
+        the contribution it carried and the head's attention to it."""
+        frame = pd.DataFrame(
+            {
+                "source": range(len(self.tokens)),
+                "token": [repr(t) for t in self.tokens],
+                "contribution": self.values,
+                "attention": self.attention,
+            }
+        )
+        return {"dla_head_sources": frame.iloc[: self.position + 1]}
+
+
+# --- requests ------------------------------------------------------------------------------
+def _check_position(position: object) -> None:
+    if isinstance(position, bool) or not isinstance(position, (int, np.integer)):
+        raise OutOfRangeError(f"position must be a whole number (0 is the first token, -1 the last), got {position!r}.")
+
+
+@dataclass(frozen=True)
+class DlaRequest(Request):
+    """Direct logit attribution of ``answer`` (minus ``wrong``) at ``position``.
+
+    Empty ``answer``/``wrong`` mean None (the model's top prediction; no wrong answer), so a page's
+    empty text box and the CLI's missing flag are the same request (one cache entry).
+    """
+
+    prompt: str
+    answer: str | None = None
+    wrong: str | None = None
+    position: int = -1
+    label = "Running the model once and splitting the logit"
+
+    def __post_init__(self) -> None:
+        _check_position(self.position)
+        object.__setattr__(self, "position", int(self.position))
+        object.__setattr__(self, "answer", self.answer or None)
+        object.__setattr__(self, "wrong", self.wrong or None)
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> DLAResult:
+        return direct_logit_attribution(model, self.prompt, self.answer, self.wrong, position=self.position, on_progress=on_progress)
+
+
+@dataclass(frozen=True)
+class HeadSourceRequest(Request):
+    """One head's direct contribution at ``position``, split by source position."""
+
+    prompt: str
+    layer: int
+    head: int
+    answer: str | None = None
+    wrong: str | None = None
+    position: int = -1
+    label = "Splitting the head by source position"
+
+    def __post_init__(self) -> None:
+        _check_position(self.position)
+        object.__setattr__(self, "position", int(self.position))
+        object.__setattr__(self, "answer", self.answer or None)
+        object.__setattr__(self, "wrong", self.wrong or None)
+
+    def check(self, model: LoadedModel) -> None:
+        check_index("layer", self.layer, model.info.n_layers)
+        check_index("head", self.head, model.info.n_heads)
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> HeadSourceResult:
+        return head_source_attribution(model, self.prompt, self.layer, self.head, self.answer, self.wrong, position=self.position)
 
 
 # --- inputs ------------------------------------------------------------------------------

@@ -24,10 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from interp_core.core.errors import OutOfRangeError
 from interp_core.core.model import LoadedModel
+from interp_core.techniques.contract import Progress, Request
 from interp_core.techniques.readout import (  # noqa: F401  (boundary_labels, boundary_names re-exported for pages and tests)
     Translator,
     boundary_labels,
@@ -102,6 +104,67 @@ class LensResult:
         return out
 
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``{lens}_lens_grid``: one row per (layer, position) with the top token, its probability, the
+        top-k as text, the KL to the final distribution and the entropy. With a target also
+        ``{lens}_lens_target``: its probability, log-probability and rank per (layer, position)."""
+        records = []
+        for b, layer in enumerate(self.layers):
+            for i, tok in enumerate(self.tokens):
+                guesses = " · ".join(f"{t!r} {p:.0%}" for t, p in zip(self.top_tokens[b, i], self.top_probs[b, i]))
+                records.append({
+                    "layer": layer, "position": f"{i}: {tok!r}", "top token": str(self.top_tokens[b, i, 0]),
+                    "cell": visible(str(self.top_tokens[b, i, 0]))[:9], "prob": float(self.top_probs[b, i, 0]),
+                    "top-k": guesses, "KL to final": float(self.kl_to_final[b, i]), "entropy": float(self.entropy[b, i]),
+                })
+        out = {f"{self.lens}_lens_grid": pd.DataFrame(records)}
+        if self.target is not None:
+            n_layers, n_pos = self.target_prob.shape
+            out[f"{self.lens}_lens_target"] = pd.DataFrame({
+                "layer": np.repeat(list(self.layers), n_pos), "position": np.tile(np.arange(n_pos), n_layers),
+                "probability": self.target_prob.ravel(), "log-probability": self.target_logprob.ravel(),
+                "rank": self.target_rank.ravel().astype(int),
+            })
+        return out
+
+
+def visible(token: str) -> str:
+    """Whitespace made visible in a small cell: spaces as ·, newlines as ↵."""
+    return token.replace(" ", "·").replace("\n", "↵").replace("\t", "⇥") or "∅"
+
+
+def _check_top_k(top_k: object) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+        raise OutOfRangeError(f"top-k must be between 1 and {MAX_TOP_K}, got {top_k!r}.")
+
+
+@dataclass(frozen=True)
+class LogitLensRequest(Request):
+    """The logit lens (``lens="logit"``) or the saved tuned lens (``"tuned"``) on ``prompt``, tracking
+    ``target`` (token text or id; empty or None: nothing). ``lens_version`` names which saved tuned
+    lens (its file's modification time), so a retrained lens is a new request; the CLI leaves it 0."""
+
+    prompt: str
+    target: str | int | None = None
+    lens: str = "logit"
+    top_k: int = 5
+    lens_version: float = 0.0
+    label = "Reading the residual stream at every layer"
+
+    def __post_init__(self) -> None:
+        _check_top_k(self.top_k)
+        if self.lens not in ("logit", "tuned"):
+            raise OutOfRangeError(f"lens must be 'logit' or 'tuned', got {self.lens!r}.")
+        if self.target == "":
+            object.__setattr__(self, "target", None)
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> LensResult:
+        from interp_core.techniques.tuned_lens import require_tuned_lens
+
+        lens = require_tuned_lens(model) if self.lens == "tuned" else None
+        return run_logit_lens(model, self.prompt, top_k=self.top_k, target=self.target, lens=lens)
+
+
 def run_logit_lens(
     model: LoadedModel,
     prompt: str,
@@ -122,8 +185,7 @@ def run_logit_lens(
     Raises:
         OutOfRangeError, NotSingleTokenError, BadPromptError: before any model run.
     """
-    if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-        raise OutOfRangeError(f"top-k must be between 1 and {MAX_TOP_K}, got {top_k!r}.")
+    _check_top_k(top_k)
     if isinstance(target, int):
         if not 0 <= target < model.info.d_vocab:
             raise OutOfRangeError(f"target token id must be between 0 and {model.info.d_vocab - 1}, got {target}.")

@@ -32,13 +32,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from interp_core.core.errors import WorkbenchError
 from interp_core.core.hooks import attached, capture_into
 from interp_core.core.loading import workbench_home
 from interp_core.core.model import LoadedModel
-from interp_core.techniques.readout import boundary_names, readout, residual_boundaries
+from interp_core.techniques.contract import Request
+from interp_core.techniques.readout import boundary_labels, boundary_names, readout, residual_boundaries
 
 Progress = Callable[[float, str], None]
 FILE_NAME = "translators.safetensors"
@@ -90,6 +92,24 @@ class TunedLens:
     train_tokens: int
     train_seconds: float
     config: dict
+
+    def to_json(self) -> dict:
+        return {
+            "model_name": self.model_name, "fingerprint": self.fingerprint,
+            "heldout_kl_logit": [float(v) for v in self.heldout_kl_logit],
+            "heldout_kl_tuned": [float(v) for v in self.heldout_kl_tuned],
+            "train_tokens": self.train_tokens, "train_seconds": self.train_seconds, "config": self.config,
+        }
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``lens_heldout_kl``: mean held-out KL(final || lens) per layer boundary, for the logit lens
+        then this tuned lens (long form: ``layer``, ``lens``, ``KL (nats)``)."""
+        layers = list(boundary_labels(len(self.heldout_kl_logit) - 1))
+        return {"lens_heldout_kl": pd.DataFrame({
+            "layer": layers * 2,
+            "lens": ["logit lens"] * len(layers) + ["tuned lens"] * len(layers),
+            "KL (nats)": np.concatenate([self.heldout_kl_logit, self.heldout_kl_tuned]),
+        })}
 
     def translate(self, resid: torch.Tensor, boundary: int) -> torch.Tensor:
         """``T_boundary(resid)`` for ``resid (..., d_model)``; the identity at the last boundary."""
@@ -349,3 +369,37 @@ def estimate_seconds(model: LoadedModel, config: TrainConfig | None = None) -> f
         + n * tokens * d * d * 2  # closed-form fit
     )
     return flops / flops_per_s
+
+
+# --- requests ------------------------------------------------------------------------------
+QUICK_TRAINING = TrainConfig(n_train_seqs=24, n_heldout_seqs=4, seq_len=32, kl_steps=10, batch_tokens=64)
+
+
+@dataclass(frozen=True)
+class TrainTunedLensRequest(Request):
+    """Train and save a tuned lens (``quick``: :data:`QUICK_TRAINING`, for small models and demos)."""
+
+    quick: bool = False
+    label = "Training the tuned lens"
+    heavy = True
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> TunedLens:
+        return train_tuned_lens(model, QUICK_TRAINING if self.quick else TrainConfig(), on_progress=on_progress)
+
+
+@dataclass(frozen=True)
+class SavedTunedLensRequest(Request):
+    """The tuned lens saved for the model; ``version`` (the file's modification time) makes a
+    retrained lens a new request, so a cached old one is never served."""
+
+    version: float = 0.0
+    label = "Loading the tuned lens"
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> TunedLens:
+        return require_tuned_lens(model)
+
+
+def saved_lens_version(model: LoadedModel) -> float:
+    """The saved lens file's modification time, or 0 when none is saved."""
+    path = lens_dir(model.info.name) / FILE_NAME
+    return path.stat().st_mtime if path.is_file() else 0.0

@@ -6,10 +6,12 @@ import argparse
 
 import numpy as np
 
-from interp_core.techniques.dla import direct_logit_attribution
+from interp_core.cli.support import run_request
+from interp_core.techniques.dla import DlaRequest
 
 NAME = "dla"
 HELP = "direct logit attribution: each component's and each head's direct push on the answer's logit (difference)"
+REQUEST = DlaRequest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,10 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from interp_core.cli.support import model_from_args
-
-    model = model_from_args(args)
-    return direct_logit_attribution(model, args.prompt, args.answer, args.wrong, position=args.position).to_json()
+    return run_request(DlaRequest, args)
 
 
 def format_text(result: dict) -> str:

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import argparse
 
-from interp_core.techniques.logit_lens import run_logit_lens
+from interp_core.cli.support import model_from_args, request_from_args
+from interp_core.techniques.contract import run as run_technique
+from interp_core.techniques.logit_lens import LogitLensRequest
+from interp_core.techniques.tuned_lens import TrainTunedLensRequest, load_tuned_lens
 
 NAME = "logit-lens"
 HELP = "the model's next-token guess read at every layer boundary (logit lens or tuned lens)"
+REQUEST = LogitLensRequest
+CLI_ONLY = ("train",)  # a separate (heavy) request, run first when asked and no lens is saved
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,17 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from interp_core.cli.support import model_from_args
-    from interp_core.techniques.tuned_lens import load_tuned_lens, require_tuned_lens, train_tuned_lens
-
+    request = request_from_args(LogitLensRequest, args)
     model = model_from_args(args)
-    lens = None
-    if args.lens == "tuned":
-        lens = load_tuned_lens(model)
-        if lens is None and args.train:
-            lens = train_tuned_lens(model)
-        lens = lens or require_tuned_lens(model)
-    return run_logit_lens(model, args.prompt, top_k=args.top_k, target=args.target, lens=lens).to_json()
+    if request.lens == "tuned" and args.train and load_tuned_lens(model) is None:
+        run_technique(model, TrainTunedLensRequest())
+    return run_technique(model, request).to_json()
 
 
 def format_text(result: dict) -> str:

@@ -56,6 +56,8 @@ def index_slider(label: str, size: int, key: str, default: int) -> int:
 @st.fragment
 def explore() -> None:
     """Sliders, tabs and every chart they drive: a slider move reruns only this, reading the cached patterns."""
+    # Every chart of the page is drawn here: forget the previous run's (the sidebar's report holds this list).
+    st.session_state.setdefault("_report_items", []).clear()
     best_layer, best_head, _ = (patterns.scores.ranked("previous_token", 1) or [(0, 0, 0.0)])[0]
     left, right = st.columns(2)
     with left:

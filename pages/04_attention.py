@@ -74,16 +74,24 @@ def explore() -> None:
     if Path(PATCHING_PAGE).is_file():
         st.page_link(PATCHING_PAGE, label="Activation patching and ablation: test whether a head matters →")
 
-    view = st.tabs(list(TABS), key="attn_view", bind="query-params")
-    with view[0]:
-        views.show_one_head(model, patterns, layer, head)
-        views.show_verification(model, VerifyRequest(prompt, MAX_TOKENS), layer, head)
-    with view[1]:
-        views.show_one_layer(patterns, layer, head)
-    with view[2]:
-        views.show_from_token(patterns)
-    with view[3]:
-        views.show_head_jobs(patterns, TABS[0])
+    # A full run draws every tab (links, the page report, tests); a rerun of this fragment alone (a slider
+    # moved, a tab picked: on_change="rerun") draws only the open tab, since the hidden ones cost most of a move.
+    everything = st.session_state.pop("_attn_full_run", False)
+    view = st.tabs(list(TABS), key="attn_view", bind="query-params", on_change="rerun")
+    if everything or view[0].open is not False:
+        with view[0]:
+            views.show_one_head(model, patterns, layer, head)
+            views.show_verification(model, VerifyRequest(prompt, MAX_TOKENS), layer, head)
+    if everything or view[1].open is not False:
+        with view[1]:
+            views.show_one_layer(patterns, layer, head)
+    if everything or view[2].open is not False:
+        with view[2]:
+            views.show_from_token(patterns)
+    if everything or view[3].open is not False:
+        with view[3]:
+            views.show_head_jobs(patterns, TABS[0])
 
 
+st.session_state["_attn_full_run"] = True
 explore()

@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
-import altair as alt
-import numpy as np
-import pandas as pd
 import streamlit as st
 
-from interp_core import WorkbenchError
-from interp_core.core.head_id import head_label
-from interp_core.techniques.attention import (
-    SCORE_LABELS,
-    SCORE_NAMES,
-    VERIFY_TOLERANCE,
-    AttentionPatterns,
-    HeadScores,
-    PatternCheck,
-    attention_patterns,
-    scores_from_patterns,
-    token_attention,
-    verify_patterns,
-)
-from ui import state
-from ui.charts import grid_frame, heatmap
-from ui.page import caution, explain, header, show_chart
+from interp_core.techniques.attention import PatternsRequest, VerifyRequest
+from ui import attention_views as views
+from ui import runner, state
+from ui.page import caution, header
 
 MAX_TOKENS = 128  # one head's grid is pos x pos cells; beyond this the charts stop being readable
 PATCHING_PAGE = "pages/06_activation_patching.py"
@@ -39,22 +22,7 @@ EXAMPLES = {
 
 header("Attention", "What does each head look at, and which heads have a recognisable job?")
 model = state.require_model()
-spec, prompt = state.model_spec(), state.prompt()
-
-
-@st.cache_data(show_spinner="Running the model once to record every head's pattern…", max_entries=16)
-def cached_patterns(spec: str, prompt: str) -> AttentionPatterns:
-    return attention_patterns(state.get_model(spec), prompt, max_tokens=MAX_TOKENS)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def cached_scores(spec: str, prompt: str) -> HeadScores:
-    return scores_from_patterns(cached_patterns(spec, prompt))
-
-
-@st.cache_data(show_spinner="Recomputing every pattern from the weights…", max_entries=8)
-def cached_check(spec: str, prompt: str) -> PatternCheck:
-    return verify_patterns(state.get_model(spec), prompt, max_tokens=MAX_TOKENS)
+prompt = state.prompt()
 
 
 def use_example(text: str, pick: tuple[str, str] | None) -> None:
@@ -64,39 +32,13 @@ def use_example(text: str, pick: tuple[str, str] | None) -> None:
     st.session_state["attn_view"] = TABS[2] if pick else TABS[3]
 
 
-def jump_to(layer: int, head: int) -> None:
-    """Open ``layer``/``head`` in the one-head view."""
-    st.session_state["attn_layer"], st.session_state["attn_head"] = layer, head
-    st.session_state["attn_view"] = TABS[0]
-
-
-def jump_from_table(key: str, cells: list[tuple[int, int]]) -> None:
-    rows = st.session_state[key].selection.rows
-    if rows:
-        jump_to(*cells[rows[0]])
-
-
-def jump_from_picker(options: dict[str, tuple[int, int]]) -> None:
-    choice = st.session_state.get("attn_jump")
-    if choice in options:
-        jump_to(*options[choice])
-
-
 cols = st.columns(len(EXAMPLES) + 1)
 cols[0].markdown("**Example prompts**")
 for col, (label, (text, pick)) in zip(cols[1:], EXAMPLES.items()):
     col.button(label, key=f"attn_ex_{label}", on_click=use_example, args=(text, pick), help=text, width="stretch")
 
-try:
-    patterns = cached_patterns(spec, prompt)
-    scores = cached_scores(spec, prompt)
-except WorkbenchError as error:
-    state.show_error(error)
-    st.stop()
-
-tokens = patterns.tokens
-n_pos, n_layers, n_heads = len(tokens), patterns.n_layers, patterns.n_heads
-labels = [f"{i} {t!r}" for i, t in enumerate(tokens)]
+# The one model run of the page (cached server-wide); the views below only read it.
+patterns = runner.run_or_stop(model, PatternsRequest(prompt, MAX_TOKENS))
 
 
 def index_slider(label: str, size: int, key: str, default: int) -> int:
@@ -111,225 +53,45 @@ def index_slider(label: str, size: int, key: str, default: int) -> int:
     return st.slider(label, 0, size - 1, key=key, bind="query-params")
 
 
-best_layer, best_head, _ = (scores.ranked("previous_token", 1) or [(0, 0, 0.0)])[0]
-left, right = st.columns(2)
-with left:
-    layer = index_slider("Layer", n_layers, "attn_layer", best_layer)
-with right:
-    head = index_slider("Head", n_heads, "attn_head", best_head)
+@st.fragment
+def explore() -> None:
+    """Sliders, tabs and every chart they drive: a slider move reruns only this, reading the cached patterns."""
+    # Every chart of the page is drawn here: forget the previous run's (the sidebar's report holds this list).
+    st.session_state.setdefault("_report_items", []).clear()
+    best_layer, best_head, _ = (patterns.scores.ranked("previous_token", 1) or [(0, 0, 0.0)])[0]
+    left, right = st.columns(2)
+    with left:
+        layer = index_slider("Layer", patterns.n_layers, "attn_layer", best_layer)
+    with right:
+        head = index_slider("Head", patterns.n_heads, "attn_head", best_head)
 
-caution(
-    "Attention shows where a head **reads from**, not what it writes or whether the output depends on it: "
-    "a head can attend strongly and change nothing (sink heads park attention on the first token), and a "
-    "position late in the model holds a mix of what earlier layers moved there. For causal evidence, patch "
-    "or ablate the head."
-)
-if Path(PATCHING_PAGE).is_file():
-    st.page_link(PATCHING_PAGE, label="Activation patching and ablation: test whether a head matters →")
-
-
-def pattern_chart(pattern: np.ndarray, title: str) -> tuple[alt.Chart, pd.DataFrame]:
-    """Query x key heatmap with the causal mask drawn in grey and the weight in the tooltip."""
-    q, k = np.meshgrid(np.arange(n_pos), np.arange(n_pos), indexing="ij")
-    df = pd.DataFrame({
-        "query_pos": q.ravel(), "key_pos": k.ravel(),
-        "query": [labels[i] for i in q.ravel()], "key": [labels[j] for j in k.ravel()],
-        "weight": pattern.ravel().astype(float), "masked": (k > q).ravel(),
-    })
-    size = min(max(26 * n_pos, 260), 900)
-    base = alt.Chart(df, title=title).encode(
-        x=alt.X("key:O", sort=labels, title="key (attended to)", axis=alt.Axis(labelAngle=-45, labelLimit=120)),
-        y=alt.Y("query:O", sort=labels, title="query (attending)", axis=alt.Axis(labelLimit=120)),
+    caution(
+        "Attention shows where a head **reads from**, not what it writes or whether the output depends on it: "
+        "a head can attend strongly and change nothing (sink heads park attention on the first token), and a "
+        "position late in the model holds a mix of what earlier layers moved there. For causal evidence, patch "
+        "or ablate the head."
     )
-    cells = base.transform_filter("!datum.masked").mark_rect().encode(
-        color=alt.Color("weight:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="attention"),
-        tooltip=["query", "key", alt.Tooltip("weight:Q", format=".4f")],
-    )
-    masked = base.transform_filter("datum.masked").mark_rect(color="#e6e6e6").encode(
-        tooltip=["query", "key", alt.Tooltip("masked:N", title="masked (key after query)")]
-    )
-    layers = [masked, cells]
-    if n_pos <= 14:
-        layers.append(base.transform_filter("!datum.masked").mark_text(fontSize=10).encode(
-            text=alt.Text("weight:Q", format=".2f"),
-            color=alt.condition("datum.weight > 0.5", alt.value("white"), alt.value("black")),
-        ))
-    # fit-x: stretch to the page's width but keep `size` as the plot's own height (labels come on top)
-    chart = alt.layer(*layers).properties(width=size, height=size, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
-    return chart, df.drop(columns="masked")
+    if Path(PATCHING_PAGE).is_file():
+        st.page_link(PATCHING_PAGE, label="Activation patching and ablation: test whether a head matters →")
+
+    # A full run draws every tab (links, the page report, tests); a rerun of this fragment alone (a slider
+    # moved, a tab picked: on_change="rerun") draws only the open tab, since the hidden ones cost most of a move.
+    everything = st.session_state.pop("_attn_full_run", False)
+    view = st.tabs(list(TABS), key="attn_view", bind="query-params", on_change="rerun")
+    if everything or view[0].open is not False:
+        with view[0]:
+            views.show_one_head(model, patterns, layer, head)
+            views.show_verification(model, VerifyRequest(prompt, MAX_TOKENS), layer, head)
+    if everything or view[1].open is not False:
+        with view[1]:
+            views.show_one_layer(patterns, layer, head)
+    if everything or view[2].open is not False:
+        with view[2]:
+            views.show_from_token(patterns)
+    if everything or view[3].open is not False:
+        with view[3]:
+            views.show_head_jobs(patterns, TABS[0])
 
 
-def show_one_head() -> None:
-    chart, df = pattern_chart(patterns.head(layer, head), f"Layer {layer}, head {head}")
-    show_chart(chart, df, f"attention_{head_label(layer, head)}", caption="Rows: the token doing the attending. Columns: the token "
-               "attended to. Each row sums to 1; grey cells are masked (a token cannot see later tokens).")
-    row = {name: scores.scores[name][layer, head] for name in SCORE_NAMES}
-    st.markdown("**This head's scores on this prompt:** " + " · ".join(
-        f"{SCORE_LABELS[name]} {'n/a' if np.isnan(v) else f'{v:.3f}'}" for name, v in row.items()))
-    explain(
-        "- A **stripe just below the diagonal** is a previous-token head; a **bright first column** is a sink "
-        "(attention parked on the first token when the head has nothing to do).\n"
-        "- Attention from a token to **the token after an earlier copy of itself** is the induction signature: "
-        "try the *Repeated text* example.\n- Hover a cell for the exact weight."
-    )
-    show_verification()
-
-
-def show_verification() -> None:
-    st.subheader("Check: recompute this pattern from the weights")
-    try:
-        check = cached_check(spec, prompt)
-    except WorkbenchError as error:
-        state.show_error(error)
-        return
-    a, b, c, d = st.columns(4)
-    a.metric("max |Δ| from the weights", f"{check.diff_weights[layer, head]:.1e}")
-    b.metric("max |Δ| from hook_q, hook_k", f"{check.diff_hooks[layer, head]:.1e}")
-    c.metric("worst head of the model", f"{check.max_diff:.1e}")
-    d.metric("logit scale", f"{check.scales[layer]:.4f}")
-    info = model.info
-    steps = (f"normalise `resid_pre` ({info.norm}), project with `W_Q`, `W_K` and biases"
-             + (", rotate q and k by position (RoPE)" if info.positional == "rotary" else "")
-             + (f", share each KV head between {info.n_heads // info.n_kv_heads} query heads (GQA)" if info.n_kv_heads < info.n_heads else "")
-             + f", multiply q·k by {check.scales[layer]:.4f}, mask keys after the query, softmax")
-    if check.passed():
-        st.success(f"The recomputed patterns equal the model's own to float precision (every head ≤ {VERIFY_TOLERANCE:g}). Steps: {steps}.")
-    else:
-        st.warning(f"The recomputation differs by up to {check.max_diff:.2e}: this architecture takes a step the "
-                   f"recomputation does not model. Steps used: {steps}.")
-
-
-def show_one_layer() -> None:
-    q, k = np.tril_indices(n_pos)  # the causal half only: the rest is zero
-    rows = [pd.DataFrame({"head": h, "query_pos": q, "key_pos": k, "query": [labels[i] for i in q],
-                          "key": [labels[j] for j in k], "weight": patterns.patterns[layer, h][q, k].astype(float)})
-            for h in range(n_heads)]
-    df = pd.concat(rows, ignore_index=True)
-    df["panel"] = [f"H{h}" + (" (selected)" if h == head else "") for h in df["head"]]
-    panels = [f"H{h}" + (" (selected)" if h == head else "") for h in range(n_heads)]
-    side = 140  # six panels a row fit the wide layout
-    chart = alt.Chart(df).mark_rect().encode(
-        x=alt.X("key_pos:O", axis=None), y=alt.Y("query_pos:O", axis=None),
-        color=alt.Color("weight:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="attention"),
-        tooltip=["panel", "query", "key", alt.Tooltip("weight:Q", format=".3f")],
-    ).properties(width=side, height=side).facet(
-        facet=alt.Facet("panel:N", sort=panels, title=None), columns=min(n_heads, 6)
-    )
-    show_chart(chart, df.drop(columns="panel"), f"attention_layer{layer}",
-               caption=f"Every head of layer {layer} on the same axes (rows: query positions top to bottom, "
-                       "columns: key positions left to right). Pick a head with the Head slider above to enlarge it.")
-    chart, df = pattern_chart(patterns.head(layer, head), f"Enlarged: layer {layer}, head {head}")
-    show_chart(chart, df, f"attention_layer{layer}_enlarged")
-
-
-def default_token_pick(pick: tuple[str, str] | None) -> tuple[int, list[int]]:
-    """The example's word pair (last occurrences) if given, else the last token and the key
-    (neither the first token nor itself) it attends to most, averaged over every head."""
-    if pick:
-        found = [max((i for i, t in enumerate(tokens) if t == word), default=None) for word in pick]
-        if None not in found and found[1] <= found[0]:
-            return found[0], [found[1]]
-    query = n_pos - 1
-    if query < 2:
-        return query, [0]
-    mean = patterns.patterns[:, :, query, 1:query].mean((0, 1))  # neither the first token nor itself
-    return query, [int(np.argmax(mean)) + 1]
-
-
-def current_query() -> int | None:
-    value = st.session_state.get("attn_query", st.query_params.get("attn_query"))
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def show_from_token() -> None:
-    positions = list(range(n_pos))
-    example_clicked = "_attn_pick" in st.session_state
-    pick = st.session_state.pop("_attn_pick", None)
-    if example_clicked or current_query() not in positions:
-        st.session_state["attn_query"], st.session_state["attn_keys"] = default_token_pick(pick)
-    elif "attn_keys" in st.session_state:
-        st.session_state["attn_keys"] = [k for k in st.session_state["attn_keys"] if k in positions]
-    a, b = st.columns(2)
-    query = a.selectbox("Query token (attending)", positions, format_func=lambda i: labels[i], key="attn_query", bind="query-params")
-    keys = b.multiselect("Key tokens (attended to)", positions, format_func=lambda i: labels[i], key="attn_keys", bind="query-params")
-    try:
-        values = token_attention(patterns, query, keys)
-    except WorkbenchError as error:
-        state.show_error(error)
-        return
-    key_text = " + ".join(repr(tokens[k]) for k in keys)
-    df = grid_frame(values, list(range(n_layers)), list(range(n_heads)), "layer", "head", "attention")
-    chart = heatmap(df, "head", "layer", "attention", scheme="blues", domain=(0, 1), height=max(200, 16 * n_layers),
-                    title=f"attention from {tokens[query]!r} to {key_text}")
-    show_chart(chart, df, "attention_from_token", caption="Each cell: how much of this head's attention, at the query "
-               "token, goes to the chosen key token(s). 1 = all of it.")
-    top = np.dstack(np.unravel_index(np.argsort(-values, axis=None)[:3], values.shape))[0]
-    st.markdown("**Strongest:** " + ", ".join(f"{head_label(lay, h)} ({values[lay, h]:.2f})" for lay, h in top))
-
-
-def scores_frame() -> pd.DataFrame:
-    layer_idx, head_idx = np.meshgrid(np.arange(n_layers), np.arange(n_heads), indexing="ij")
-    df = pd.DataFrame({"layer": layer_idx.ravel(), "head": head_idx.ravel()})
-    for name in SCORE_NAMES:
-        df[name] = scores.scores[name].ravel()
-    return df
-
-
-def show_head_jobs() -> None:
-    df = scores_frame()
-    height = max(180, 14 * n_layers)
-    width = min(max(12 * n_heads, 80), 120)  # five panels side by side must fit the page
-    defined = [name for name in SCORE_NAMES if df[name].notna().any()]
-    charts = []
-    for i, name in enumerate(defined):
-        domain = (0.0, max(float(df[name].max()), 1e-6)) if name == "entropy" else (0.0, 1.0)
-        scheme = "greens" if name == "entropy" else "viridis"
-        panel = heatmap(df.assign(score=df[name]), "head", "layer", "score", scheme=scheme, domain=domain,
-                        title=SCORE_LABELS[name], height=height,
-                        tooltip=["layer", "head", alt.Tooltip("score:Q", format=".3f", title=SCORE_LABELS[name])])
-        panel = panel.properties(width=width).encode(
-            color=alt.Color("score:Q", scale=alt.Scale(scheme=scheme, domain=list(domain)), title=None),
-            y=alt.Y("layer:O", title="layer" if i == 0 else None),
-        )
-        charts.append(panel)
-    chart = alt.hconcat(*charts, spacing=12).resolve_scale(color="independent").configure_legend(orient="bottom", gradientLength=width)
-    show_chart(chart, df, "head_scores", caption="Every head's score on this prompt, all from the same forward pass. "
-               "Entropy: low = focused on one token, high = spread out.")
-    if len(defined) < len(SCORE_NAMES):
-        st.info("No token repeats in this prompt, so duplicate-token and induction scores are undefined here (not drawn). "
-                "Try the *Repeated text* example.")
-    st.markdown("**Top heads** (click a row to open its pattern)")
-    cols = st.columns(len(SCORE_NAMES))
-    options: dict[str, tuple[int, int]] = {}
-    for col, name in zip(cols, SCORE_NAMES):
-        ranked = scores.ranked(name, 8)
-        cells = [(lay, h) for lay, h, _ in ranked]
-        table = pd.DataFrame({"head": [head_label(lay, h) for lay, h in cells], "score": [round(v, 3) for *_, v in ranked]})
-        col.caption(SCORE_LABELS[name] + (" (lowest first)" if name == "entropy" else ""))
-        col.dataframe(table, hide_index=True, key=f"attn_rank_{name}", on_select=partial(jump_from_table, f"attn_rank_{name}", cells), selection_mode="single-row", width="stretch")
-        options.update({f"{SCORE_LABELS[name]}: {head_label(lay, h)} ({v:.3f})": (lay, h) for lay, h, v in ranked})
-    if options:
-        a, b = st.columns([3, 1])
-        a.selectbox("Or pick a head", list(options), key="attn_jump", bind="query-params")
-        b.button("Open its pattern", key="attn_open", on_click=jump_from_picker, args=(options,), width="stretch")
-    explain(
-        "- **previous-token**: mean of A[i, i-1]. **first-token**: mean of A[i, 0] (sinks score near 1). "
-        "**duplicate-token**: mean attention to earlier copies of the same token. **induction**: mean attention "
-        "to the token *after* an earlier copy of the current token. **entropy**: mean spread of each row (nats).\n"
-        "- Scores describe this prompt only. A head that scores high here may do something else elsewhere; "
-        "check a few prompts, then test causally on the patching page."
-    )
-
-
-view = st.tabs(list(TABS), key="attn_view", bind="query-params")
-with view[0]:
-    show_one_head()
-with view[1]:
-    show_one_layer()
-with view[2]:
-    show_from_token()
-with view[3]:
-    show_head_jobs()
+st.session_state["_attn_full_run"] = True
+explore()

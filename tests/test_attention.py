@@ -178,6 +178,37 @@ class TestVerification:
         torch.testing.assert_close(block_norm(tiny_model, 1, cache["blocks.1.hook_resid_pre"]), ln1(cache["blocks.1.hook_resid_pre"]), atol=1e-5, rtol=1e-5)
 
 
+class TestRequests:
+    def test_requests_run_the_same_techniques(self, tiny_gpt2):
+        """The contract's requests give the direct calls' results, and their tables hold the same numbers."""
+        from interp_core.techniques.attention import HeadPatternRequest, HeadScoresRequest, PatternsRequest, VerifyRequest
+        from interp_core.techniques.contract import run
+
+        patterns = run(tiny_gpt2, PatternsRequest(PROMPT, 128))
+        direct = attention_patterns(tiny_gpt2, PROMPT, max_tokens=128)
+        np.testing.assert_array_equal(patterns.patterns, direct.patterns)
+        n = len(patterns.tokens)
+        assert len(patterns.tables()["patterns"]) == patterns.n_layers * patterns.n_heads * n * (n + 1) // 2
+        scores = run(tiny_gpt2, HeadScoresRequest(PROMPT))
+        np.testing.assert_array_equal(scores.scores["entropy"], patterns.scores.scores["entropy"])
+        assert list(scores.tables()["head_scores"].columns) == ["layer", "head", *SCORE_NAMES]
+        one = run(tiny_gpt2, HeadPatternRequest(PROMPT, 1, 2, verify=True)).to_json()
+        assert list(one) == ["tokens", "layer", "head", "pattern", "verification"]
+        np.testing.assert_array_equal(one["pattern"], head_pattern(tiny_gpt2, PROMPT, 1, 2)["pattern"])
+        check = run(tiny_gpt2, VerifyRequest(PROMPT))
+        assert len(check.tables()["pattern_check"]) == patterns.n_layers * patterns.n_heads and check.passed()
+
+    def test_bad_requests_fail_before_any_model(self, tiny_gpt2):
+        from interp_core.techniques.attention import HeadPatternRequest, PatternsRequest
+        from interp_core.techniques.contract import run
+
+        with pytest.raises(OutOfRangeError, match="max_tokens"):
+            PatternsRequest(PROMPT, 0)
+        assert PatternsRequest(PROMPT, 128) == PatternsRequest(PROMPT, 128) and hash(PatternsRequest(PROMPT)) == hash(PatternsRequest(PROMPT))
+        with pytest.raises(OutOfRangeError, match="between 0 and"):
+            run(tiny_gpt2, HeadPatternRequest(PROMPT, 99, 0))
+
+
 class TestCli:
     def test_heads_json(self, tiny_model_dirs, capsys):
         assert main(["heads", "--model", str(tiny_model_dirs["llama"]), "--prompt", REPEATED, "--json", "--device", "cpu"]) == 0

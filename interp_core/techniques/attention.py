@@ -25,18 +25,19 @@ Three entry points, all from a single forward:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
+import pandas as pd
 import torch
 
 from interp_core.core.errors import OutOfRangeError, WorkbenchError, check_index
 from interp_core.core.model import LoadedModel
 from interp_core.core.names import hook_name
 from interp_core.techniques import head_scores as hs
-
-Progress = Callable[[float, str], None]
+from interp_core.techniques.contract import Progress, Request
 
 SCORE_NAMES: tuple[str, ...] = ("previous_token", "first_token", "duplicate_token", "induction", "entropy")
 """Score keys, also the CLI's JSON keys. Entropy is in nats; the others are attention weights."""
@@ -87,6 +88,103 @@ class AttentionPatterns:
         check_index("head", head, self.n_heads)
         return self.patterns[layer, head]
 
+    @cached_property
+    def scores(self) -> HeadScores:
+        """Every head's job scores, computed from these patterns once (no forward pass) and kept with them."""
+        return scores_from_patterns(self)
+
+    def to_json(self) -> dict:
+        return {"tokens": list(self.tokens), "token_ids": self.token_ids, "patterns": self.patterns}
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``patterns``: one row per layer, head, query and key position at or before the query, with the weight."""
+        return {"patterns": pattern_frame(self.tokens, self.patterns)}
+
+
+def pattern_frame(tokens: Sequence[str], patterns: np.ndarray) -> pd.DataFrame:
+    """``(layer, head, query, key)`` patterns as a long frame over the causal half (key <= query)."""
+    n_layers, n_heads, n, _ = patterns.shape
+    q, k = np.tril_indices(n)
+    layer, head, cell = np.meshgrid(np.arange(n_layers), np.arange(n_heads), np.arange(len(q)), indexing="ij")
+    return pd.DataFrame({
+        "layer": layer.ravel(), "head": head.ravel(), "query_pos": q[cell.ravel()], "key_pos": k[cell.ravel()],
+        "query": [tokens[i] for i in q[cell.ravel()]], "key": [tokens[j] for j in k[cell.ravel()]],
+        "weight": patterns[:, :, q, k].ravel().astype(float),
+    })
+
+
+def _check_max_tokens(max_tokens: object) -> None:
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer)) or max_tokens < 1):
+        raise OutOfRangeError(f"max_tokens (the longest prompt, in tokens) must be 1 or more, or None for no limit; got {max_tokens!r}.")
+
+
+@dataclass(frozen=True)
+class PatternsRequest(Request):
+    """Every head's pattern on ``prompt`` (one forward pass); ``max_tokens`` caps the prompt (None: the model's context).
+
+    The result (:class:`AttentionPatterns`) also carries the head job scores (``.scores``)."""
+
+    prompt: str
+    max_tokens: int | None = None
+    label = "Running the model once to record every head's pattern"
+
+    def __post_init__(self) -> None:
+        _check_max_tokens(self.max_tokens)
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> AttentionPatterns:
+        return attention_patterns(model, self.prompt, max_tokens=self.max_tokens, on_progress=on_progress)
+
+
+@dataclass(frozen=True)
+class HeadPattern:
+    """One head's pattern on a prompt (the ``pattern`` CLI's result), with the weight check if asked for.
+
+    Attributes:
+        tokens: the prompt's tokens, ``(pos,)``.
+        pattern: ``(query, key)``.
+        verification: :meth:`PatternCheck.to_json` for this head, or None.
+    """
+
+    tokens: tuple[str, ...]
+    layer: int
+    head: int
+    pattern: np.ndarray
+    verification: dict | None = None
+
+    def to_json(self) -> dict:
+        found = {"tokens": list(self.tokens), "layer": self.layer, "head": self.head, "pattern": self.pattern}
+        if self.verification is not None:
+            found["verification"] = self.verification
+        return found
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``pattern``: query and key positions and tokens with the weight, over the causal half."""
+        frame = pattern_frame(self.tokens, self.pattern[None, None]).drop(columns=["layer", "head"])
+        return {"pattern": frame}
+
+
+@dataclass(frozen=True)
+class HeadPatternRequest(Request):
+    """One head's pattern (only the blocks up to ``layer`` run); ``verify`` also recomputes it from the weights."""
+
+    prompt: str
+    layer: int
+    head: int
+    verify: bool = False
+    max_tokens: int | None = None
+    label = "Recording one head's pattern"
+
+    def __post_init__(self) -> None:
+        _check_max_tokens(self.max_tokens)
+
+    def check(self, model: LoadedModel) -> None:
+        _layer_and_head(model, self.layer, self.head)
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> HeadPattern:
+        found = attention_patterns(model, self.prompt, layers=[self.layer], max_tokens=self.max_tokens)
+        check = verify_patterns(model, self.prompt, max_tokens=self.max_tokens).to_json(self.layer, self.head) if self.verify else None
+        return HeadPattern(found.tokens, self.layer, self.head, found.patterns[0, self.head], check)
+
 
 def _layer_and_head(model: LoadedModel, layer: int, head: int) -> None:
     check_index("layer", layer, model.info.n_layers)
@@ -116,9 +214,9 @@ def attention_patterns(
 
 def head_pattern(model: LoadedModel, prompt: str, layer: int, head: int) -> dict:
     """``{"tokens", "pattern", "layer", "head"}`` for one head (the ``pattern`` CLI's JSON)."""
-    _layer_and_head(model, layer, head)
-    found = attention_patterns(model, prompt, layers=[layer])
-    return {"tokens": list(found.tokens), "layer": layer, "head": head, "pattern": found.patterns[0, head]}
+    request = HeadPatternRequest(prompt, layer, head)
+    request.check(model)
+    return request.compute(model, lambda *_: None).to_json()
 
 
 # --- head classification ------------------------------------------------------------------
@@ -165,6 +263,29 @@ class HeadScores:
 
     def to_json(self) -> dict:
         return {"layers": self.n_layers, "heads": self.n_heads, "tokens": list(self.tokens), **self.scores}
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``head_scores``: one row per layer and head, a column per score (NaN where undefined)."""
+        layer, head = np.meshgrid(np.arange(self.n_layers), np.arange(self.n_heads), indexing="ij")
+        frame = pd.DataFrame({"layer": layer.ravel(), "head": head.ravel()})
+        for name in SCORE_NAMES:
+            frame[name] = self.scores[name].ravel()
+        return {"head_scores": frame}
+
+
+@dataclass(frozen=True)
+class HeadScoresRequest(Request):
+    """Every head's job scores on ``prompt`` (one forward pass)."""
+
+    prompt: str
+    max_tokens: int | None = None
+    label = "Scoring every head"
+
+    def __post_init__(self) -> None:
+        _check_max_tokens(self.max_tokens)
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> HeadScores:
+        return classify_heads(model, self.prompt, max_tokens=self.max_tokens, on_progress=on_progress)
 
 
 def scores_from_patterns(patterns: AttentionPatterns) -> HeadScores:
@@ -272,12 +393,39 @@ class PatternCheck:
     def passed(self, tolerance: float = VERIFY_TOLERANCE) -> bool:
         return self.max_diff <= tolerance
 
-    def to_json(self, layer: int, head: int) -> dict:
+    def to_json(self, layer: int | None = None, head: int | None = None) -> dict:
+        """One head's differences and its layer's scale; with no head given, every head's (``(layer, head)`` lists)."""
+        if layer is None or head is None:
+            return {"tokens": list(self.tokens), "max_abs_diff": self.max_diff, "max_abs_diff_from_weights": self.diff_weights,
+                    "max_abs_diff_from_hooks": self.diff_hooks, "scale": self.scales}
         return {
             "max_abs_diff_from_weights": float(self.diff_weights[layer, head]),
             "max_abs_diff_from_hooks": float(self.diff_hooks[layer, head]),
             "scale": float(self.scales[layer]),
         }
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``pattern_check``: one row per layer and head with both differences and the layer's scale."""
+        layer, head = np.meshgrid(np.arange(self.diff_weights.shape[0]), np.arange(self.diff_weights.shape[1]), indexing="ij")
+        return {"pattern_check": pd.DataFrame({
+            "layer": layer.ravel(), "head": head.ravel(), "max_abs_diff_from_weights": self.diff_weights.ravel().astype(float),
+            "max_abs_diff_from_hooks": self.diff_hooks.ravel().astype(float), "scale": self.scales[layer.ravel()].astype(float),
+        })}
+
+
+@dataclass(frozen=True)
+class VerifyRequest(Request):
+    """Recompute every head's pattern from the weights and from hook_q/hook_k, beside the model's own."""
+
+    prompt: str
+    max_tokens: int | None = None
+    label = "Recomputing every pattern from the weights"
+
+    def __post_init__(self) -> None:
+        _check_max_tokens(self.max_tokens)
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> PatternCheck:
+        return verify_patterns(model, self.prompt, max_tokens=self.max_tokens, on_progress=on_progress)
 
 
 def _recompute_layer(model: LoadedModel, layer: int, cache: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,10 +7,14 @@ import argparse
 
 import numpy as np
 
-from interp_core.techniques.attention import SCORE_LABELS, SCORE_NAMES, classify_heads
+from interp_core.cli.support import model_from_args, request_from_args
+from interp_core.techniques.attention import SCORE_LABELS, SCORE_NAMES, HeadScoresRequest
+from interp_core.techniques.contract import run as run_technique
 
 NAME = "heads"
 HELP = "score every attention head (previous-token, first-token, duplicate-token, induction, entropy) on a prompt"
+REQUEST = HeadScoresRequest
+CLI_ONLY = ("top",)  # how many heads the "top" lists name: a view of the scores, not an input of the technique
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,9 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from interp_core.cli.support import model_from_args
-
-    scores = classify_heads(model_from_args(args), args.prompt)
+    request = request_from_args(HeadScoresRequest, args)
+    scores = run_technique(model_from_args(args), request)
     result = scores.to_json()
     result["top"] = {name: [[layer, head, value] for layer, head, value in scores.ranked(name, max(args.top, 1))] for name in SCORE_NAMES}
     return result

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from interp_core.techniques.attention import head_pattern, verify_patterns
+from interp_core.cli.support import run_request
+from interp_core.techniques.attention import HeadPatternRequest
 
 NAME = "pattern"
 HELP = "one attention head's query x key pattern on a prompt"
+REQUEST = HeadPatternRequest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,13 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from interp_core.cli.support import model_from_args
-
-    model = model_from_args(args)
-    result = head_pattern(model, args.prompt, args.layer, args.head)
-    if args.verify:
-        result["verification"] = verify_patterns(model, args.prompt).to_json(args.layer, args.head)
-    return result
+    return run_request(HeadPatternRequest, args)
 
 
 def format_text(result: dict) -> str:

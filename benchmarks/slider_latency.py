@@ -1,0 +1,111 @@
+"""How long the Attention page takes to answer a move of its Layer slider, in a real browser.
+
+Starts a fresh server (``python -m ui.serve``), opens the Attention page on the default model in
+headless Chromium, waits until it is idle, then moves the Layer slider ``--moves`` times with the
+keyboard (ArrowRight, then ArrowLeft at the top end) and times each move from the key press
+until the app is idle again and the one-head chart shows the new layer (its download button is
+keyed ``attention_L{layer}H{head}``). Prints every time, the median and the p90, and stops the
+server.
+
+    .venv/bin/python benchmarks/slider_latency.py [--moves 15] [--port 8630]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+# Streamlit 1.67 draws the thumb as a visually hidden <input type="range"> (an implicit role=slider)
+SLIDER = "[data-testid='stSlider'] [role='slider'], [data-testid='stSlider'] input[type='range']"
+
+
+def start_server(port: int) -> subprocess.Popen:
+    log = open(ROOT / "artifacts" / "slider_latency_server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ui.serve", "--server.headless", "true", "--server.port", str(port)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                return proc
+        except OSError:
+            time.sleep(0.5)
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited early; see {log.name}")
+    raise SystemExit("the server did not answer /_stcore/health within 300 s")
+
+
+def settled(page, selector: str, timeout_ms: int) -> None:
+    """Wait until ``selector`` is present, the script is idle and nothing is stale."""
+    page.wait_for_function(
+        """sel => document.querySelector(sel) !== null
+                && document.querySelector("[data-testid='stApp'][data-test-script-state='notRunning']") !== null
+                && document.querySelectorAll("[data-stale='true']").length === 0""",
+        arg=selector, timeout=timeout_ms, polling="raf",
+    )
+
+
+def measure(url: str, moves: int) -> list[float]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page.goto(f"{url}/attention", timeout=60_000)
+        page.wait_for_selector("[data-testid='stMain'] h1", timeout=300_000)
+        settled(page, "[class*='st-key-attention_L']", 300_000)
+        page.wait_for_timeout(1500)  # a page may rerun once after its first run
+        settled(page, "[class*='st-key-attention_L']", 300_000)
+        thumb = page.locator(SLIDER).first
+        low, high, layer = (int(thumb.get_attribute(f"aria-value{name}") or thumb.get_attribute(attr))
+                            for name, attr in (("min", "min"), ("max", "max"), ("now", "value")))
+        step = 1 if layer < high else -1
+        thumb.focus()
+        times = []
+        for _ in range(moves):
+            if not low <= layer + step <= high:
+                step = -step
+            layer += step
+            start = time.perf_counter()
+            page.keyboard.press("ArrowRight" if step > 0 else "ArrowLeft")
+            settled(page, f"[class*='st-key-attention_L{layer}H']", 120_000)
+            times.append(time.perf_counter() - start)
+            thumb.focus()
+        browser.close()
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--moves", type=int, default=15)
+    parser.add_argument("--port", type=int, default=8630)
+    args = parser.parse_args()
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    proc = start_server(args.port)
+    try:
+        times = measure(f"http://127.0.0.1:{args.port}", args.moves)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    ordered = sorted(times)
+    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+    print("moves:", " ".join(f"{t:.3f}" for t in times))
+    print(f"median {statistics.median(times):.3f} s, p90 {p90:.3f} s over {len(times)} moves")
+
+
+if __name__ == "__main__":
+    main()

@@ -23,18 +23,14 @@ from ui import page, runner, state
 from ui.lens_views import grid_chart, heldout_kl_chart, target_chart
 
 PRESETS = {
-    "Capital of France": "The capital of France is",
-    "Eiffel Tower": "The Eiffel Tower is located in the city of",
-    "Repeated tokens": "Ivory cactus lantern yodel marble. Ivory cactus lantern yodel",
+    "Capital of France": {"prompt": "The capital of France is"},
+    "Eiffel Tower": {"prompt": "The Eiffel Tower is located in the city of"},
+    "Repeated tokens": {"prompt": "Ivory cactus lantern yodel marble. Ivory cactus lantern yodel"},
 }
 
 page.header("Logit Lens", 'When does the model "know" the answer, and how does its guess evolve through the layers?')
 model = state.require_model()
 spec, prompt = state.model_spec(), state.prompt()
-
-
-def _set_prompt(text: str) -> None:
-    st.session_state["prompt"] = text
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -49,9 +45,7 @@ def grid(result, rows: list[int]) -> pd.DataFrame:
 
 
 # --- inputs ----------------------------------------------------------------------------------
-st.markdown("**Presets** (they set the sidebar prompt):")
-for column, (name, text) in zip(st.columns(len(PRESETS)), PRESETS.items()):
-    column.button(name, key=f"lens_preset_{name}", on_click=_set_prompt, args=(text,), help=text, width="stretch")
+page.presets(PRESETS, key="lens", label="Presets (they set the sidebar prompt):")
 
 labels = ["embed", *(f"L{k}" for k in range(model.info.n_layers))]
 left, middle, right = st.columns([3, 1, 2])

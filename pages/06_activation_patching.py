@@ -20,23 +20,23 @@ from interp_core.techniques.attribution import agreement, attribution_patching
 from interp_core.techniques.patching import TARGETS, PatchingResult, ablation_effect, exact_patching, prepare_pair, sweep_cost
 from ui import jobs, state
 from ui.charts import grid_frame, heatmap
-from ui.page import caution, explain, header, show_chart, url_names_options, warn_unknown_words
+from ui.page import caution, explain, header, presets, show_chart, url_names_options, warn_unknown_words
 
 PRESETS: dict[str, dict[str, str]] = {
     "Indirect object (IOI)": {
-        "clean": "When Mary and John went to the store, John gave a drink to",
-        "corrupt": "When Mary and John went to the store, Mary gave a drink to",
-        "answer": " Mary", "wrong": " John",
+        "patch_clean": "When Mary and John went to the store, John gave a drink to",
+        "patch_corrupt": "When Mary and John went to the store, Mary gave a drink to",
+        "patch_answer": " Mary", "patch_wrong": " John",
     },
     "Factual recall": {
-        "clean": "The Eiffel Tower is located in the city of",
-        "corrupt": "The Colosseum is located in the city of",
-        "answer": " Paris", "wrong": " Rome",
+        "patch_clean": "The Eiffel Tower is located in the city of",
+        "patch_corrupt": "The Colosseum is located in the city of",
+        "patch_answer": " Paris", "patch_wrong": " Rome",
     },
     "Repeated sequence": {
-        "clean": "A B C D E F G A B C D E F",
-        "corrupt": "A B C D E F G H I J K L M",
-        "answer": " G", "wrong": " N",
+        "patch_clean": "A B C D E F G A B C D E F",
+        "patch_corrupt": "A B C D E F G H I J K L M",
+        "patch_answer": " G", "patch_wrong": " N",
     },
 }
 TARGET_NAMES = {
@@ -46,7 +46,6 @@ TARGET_NAMES = {
     "head_out": "Heads, all positions (layer × head)",
     "head_out_by_pos": "Heads by position",
 }
-FIELDS = ("clean", "corrupt", "answer", "wrong")
 TOP_HEADS = 30  # rows shown in the by-position head chart (all rows are in the download)
 
 header("Activation Patching", __doc__.splitlines()[0])
@@ -68,27 +67,9 @@ disagree, trust the exact grid.
 )
 
 
-def _apply_preset(name: str) -> None:
-    for field, value in PRESETS[name].items():
-        st.session_state[f"patch_{field}"] = value
-
-
-def _init_inputs() -> None:
-    """First visit: fill the inputs with the IOI preset unless the URL brings its own values."""
-    for field, value in PRESETS["Indirect object (IOI)"].items():
-        key = f"patch_{field}"
-        if key not in st.session_state and key not in st.query_params:
-            st.session_state[key] = value
-
-
 model = state.require_model()
 spec = state.model_spec()
-_init_inputs()
-
-buttons = st.columns(len(PRESETS))
-for i, (column, name) in enumerate(zip(buttons, PRESETS)):
-    column.button(name, key=f"patch_preset_{i}", on_click=_apply_preset, args=(name,), width="stretch",
-                  help=PRESETS[name]["clean"] + " → " + PRESETS[name]["answer"])
+presets(PRESETS, key="patch", default="Indirect object (IOI)", help_of="patch_clean")
 left, right = st.columns(2)
 clean = left.text_input("Clean prompt", key="patch_clean", bind="query-params")
 corrupt = right.text_input("Corrupted prompt (same number of tokens)", key="patch_corrupt", bind="query-params")

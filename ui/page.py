@@ -5,7 +5,7 @@
 - :func:`show_chart`: an Altair chart with CSV/JSON downloads of its data next to it; the
   chart is also recorded for the page's one-file report.
 - :func:`caution`: the line on what a picture does and does not show.
-- :func:`preset_picker`: presets that fill the page's inputs.
+- :func:`presets`: the one preset mechanism: buttons that fill the page's inputs, one of them on first visit.
 - :func:`url_names_options`: let a link name an option of a formatted widget by its value.
 """
 
@@ -55,11 +55,33 @@ def show_chart(chart: alt.Chart, data: pd.DataFrame, name: str, *, caption: str 
     items.append({"name": name, "caption": caption, "chart": chart, "data": data})
 
 
-def preset_picker(presets: dict[str, dict], *, key: str) -> dict:
-    """A selectbox of named presets bound to the URL; returns the chosen preset's values."""
-    names = list(presets)
-    choice = st.selectbox("Preset", names, key=key, bind="query-params")
-    return presets[choice]
+def presets(choices: dict[str, dict[str, object]], *, key: str, default: str | None = None,
+            label: str = "Presets", help_of: str | None = None) -> None:
+    """Every page's presets: a row of buttons, one per named preset, that fill the page's inputs.
+
+    Args:
+        choices: preset name -> ``{widget session-state key: value}``; the sidebar prompt's key
+            is ``"prompt"``. A click writes the values before the rerun, so the widgets show them.
+        key: a prefix for the buttons' keys, unique on the page.
+        default: the preset that fills the inputs on a session's first visit; a key that the URL
+            sets (a shared link) or that the session already holds keeps its value.
+        help_of: the key whose value each button shows as its tooltip (default: the first key).
+    """
+    if not choices:
+        return
+    if default is not None:
+        for field, value in choices[default].items():
+            if field not in st.session_state and field not in st.query_params:
+                st.session_state[field] = value
+    st.markdown(f"**{label}**")
+    for i, (column, (name, values)) in enumerate(zip(st.columns(len(choices)), choices.items())):
+        tip = values.get(help_of) if help_of else next(iter(values.values()), "")
+        column.button(name, key=f"{key}_preset_{i}", on_click=_apply_preset, args=(values,), help=str(tip), width="stretch")
+
+
+def _apply_preset(values: dict[str, object]) -> None:
+    for field, value in values.items():
+        st.session_state[field] = value
 
 
 def url_names_options(key: str, options: list[str]) -> None:

@@ -287,3 +287,28 @@ def test_default_model_verifies_and_finds_known_heads(default_model):
     assert check.max_diff < TOL
     scores = classify_heads(default_model, PROMPT)
     assert (16, 0) in [(layer, head) for layer, head, _ in scores.ranked("previous_token", 3)]
+
+
+class TestCachedSpec:
+    def test_template_draws_what_the_altair_chart_draws(self):
+        """The cached Vega-Lite template plus one head's rows is the Altair chart's spec, data included."""
+        from ui.attention_views import pattern_chart, pattern_frame, pattern_spec
+
+        labels = ["0 'a'", "1 'b'", "2 'c'"]
+        pattern = np.array([[1.0, 0, 0], [0.3, 0.7, 0], [0.2, 0.3, 0.5]])
+        chart, _ = pattern_chart(pattern, labels, "L0H1")
+        full = chart.to_dict()
+        expected_rows = full["datasets"][full["data"]["name"]]
+        template = pattern_spec(tuple(labels))
+        assert {k: v for k, v in full.items() if k not in ("data", "datasets", "title")} == template
+        assert pattern_frame(pattern, labels).to_dict(orient="records") == expected_rows
+
+    def test_report_renders_a_spec_with_its_data(self):
+        from ui.attention_views import pattern_frame, pattern_spec
+        from ui.report import build_html_report
+
+        labels = ["0 'a'", "1 'b'"]
+        df = pattern_frame(np.array([[1.0, 0], [0.25, 0.75]]), labels)
+        spec = {**pattern_spec(tuple(labels)), "title": "t", "data": {"values": df.to_dict(orient="records")}}
+        text = build_html_report("Attention", {}, [{"name": "attention_L0H0", "caption": "", "chart": spec, "data": df}])
+        assert "<svg" in text and "could not be rendered" not in text

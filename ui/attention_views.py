@@ -6,7 +6,7 @@ The page calls these from inside a fragment, so moving a slider redraws only the
 
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 
 import altair as alt
 import numpy as np
@@ -32,17 +32,23 @@ def token_labels(patterns: AttentionPatterns) -> list[str]:
     return [f"{i} {t!r}" for i, t in enumerate(patterns.tokens)]
 
 
-def pattern_chart(pattern: np.ndarray, labels: list[str], title: str) -> tuple[alt.Chart, pd.DataFrame]:
-    """Query x key heatmap with the causal mask drawn in grey and the weight in the tooltip."""
+def pattern_frame(pattern: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    """One row per (query, key) cell of a ``(query_pos, key_pos)`` pattern, with a ``masked`` flag for key > query."""
     n_pos = len(labels)
     q, k = np.meshgrid(np.arange(n_pos), np.arange(n_pos), indexing="ij")
-    df = pd.DataFrame({
+    return pd.DataFrame({
         "query_pos": q.ravel(), "key_pos": k.ravel(),
         "query": [labels[i] for i in q.ravel()], "key": [labels[j] for j in k.ravel()],
         "weight": pattern.ravel().astype(float), "masked": (k > q).ravel(),
     })
+
+
+def pattern_chart(pattern: np.ndarray, labels: list[str], title: str) -> tuple[alt.Chart, pd.DataFrame]:
+    """Query x key heatmap with the causal mask drawn in grey and the weight in the tooltip."""
+    df = pattern_frame(pattern, labels)
+    n_pos = len(labels)
     size = min(max(26 * n_pos, 260), 900)
-    base = alt.Chart(df, title=title).encode(
+    base = alt.Chart(df).encode(
         x=alt.X("key:O", sort=labels, title="key (attended to)", axis=alt.Axis(labelAngle=-45, labelLimit=120)),
         y=alt.Y("query:O", sort=labels, title="query (attending)", axis=alt.Axis(labelLimit=120)),
     )
@@ -60,13 +66,30 @@ def pattern_chart(pattern: np.ndarray, labels: list[str], title: str) -> tuple[a
             color=alt.condition("datum.weight > 0.5", alt.value("white"), alt.value("black")),
         ))
     # fit-x: stretch to the page's width but keep `size` as the plot's own height (labels come on top)
-    chart = alt.layer(*layers).properties(width=size, height=size, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
+    chart = alt.layer(*layers).properties(title=title, width=size, height=size, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
     return chart, df.drop(columns="masked")
 
 
+@lru_cache(maxsize=32)
+def pattern_spec(labels: tuple[str, ...]) -> dict:
+    """:func:`pattern_chart`'s Vega-Lite spec for these token labels, without data or title.
+
+    Built and validated by Altair once per token list (that is most of a slider move's server
+    time); a move then only fills in one head's rows (:func:`pattern_frame`) and its title.
+    """
+    chart, _ = pattern_chart(np.zeros((len(labels), len(labels))), list(labels), "")
+    spec = chart.to_dict()
+    for field in ("data", "datasets", "title"):
+        spec.pop(field, None)
+    return spec
+
+
 def show_one_head(model: LoadedModel, patterns: AttentionPatterns, layer: int, head: int) -> None:
-    chart, df = pattern_chart(patterns.head(layer, head), token_labels(patterns), f"Layer {layer}, head {head}")
-    show_chart(chart, df, f"attention_{head_label(layer, head)}", caption="Rows: the token doing the attending. Columns: the token "
+    labels = token_labels(patterns)
+    df = pattern_frame(patterns.head(layer, head), labels)
+    spec = {**pattern_spec(tuple(labels)), "title": f"Layer {layer}, head {head}"}
+    show_chart(spec, df.drop(columns="masked"), f"attention_{head_label(layer, head)}", chart_data=df,
+               caption="Rows: the token doing the attending. Columns: the token "
                "attended to. Each row sums to 1; grey cells are masked (a token cannot see later tokens).")
     row = {name: patterns.scores.scores[name][layer, head] for name in SCORE_NAMES}
     st.markdown("**This head's scores on this prompt:** " + " · ".join(

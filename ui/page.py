@@ -41,13 +41,22 @@ def caution(markdown: str) -> None:
     st.warning(markdown, icon="⚠️")
 
 
-def show_chart(chart: alt.Chart, data: pd.DataFrame, name: str, *, caption: str = "", key: str | None = None) -> None:
+def show_chart(chart: alt.TopLevelMixin | dict, data: pd.DataFrame, name: str, *, caption: str = "", key: str | None = None,
+               chart_data: pd.DataFrame | None = None) -> None:
     """Render ``chart``, then CSV/JSON downloads of ``data``; record both for the page report.
 
     Args:
+        chart: an Altair chart, or a Vega-Lite spec without data (a cached template: building and
+            validating an Altair chart takes tens of milliseconds, too slow for a slider move); a
+            spec is drawn with ``chart_data`` (default: ``data``) as its data.
         name: a file-name stem for the downloads, e.g. ``"logit_lens_grid"``; unique on the page.
     """
-    st.altair_chart(chart, width="stretch")
+    if isinstance(chart, dict):
+        drawn = data if chart_data is None else chart_data
+        st.vega_lite_chart(drawn, chart, width="stretch")
+        chart = {**chart, "data": {"values": drawn.to_dict(orient="records")}}  # self-contained, for the report
+    else:
+        st.altair_chart(chart, width="stretch")
     if caption:
         st.caption(caption)
     download_buttons(data, name, key=key or name)

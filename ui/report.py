@@ -12,10 +12,11 @@ MAX_ROWS = 40
 
 
 def _svg(chart: object) -> str:
+    """``chart``: an Altair chart or a self-contained Vega-Lite spec (a dict with its data)."""
     try:
         import vl_convert
 
-        return vl_convert.vegalite_to_svg(chart.to_dict())  # type: ignore[attr-defined]
+        return vl_convert.vegalite_to_svg(chart if isinstance(chart, dict) else chart.to_dict())  # type: ignore[attr-defined]
     except Exception as error:  # a chart that cannot render must not break the report
         return f"<p><em>(figure could not be rendered: {html.escape(str(error)[:200])})</em></p>"
 

@@ -180,6 +180,26 @@ class TestHooks:
             replayed = tiny_model.run_blocks(resid, layer, context)
             torch.testing.assert_close(replayed, logits[:, -1:].expand(3, -1, -1), **TOL)
 
+    def test_run_blocks_over_a_suffix_equals_full_replay(self, tiny_model):
+        """Positions from ``start`` on, with the earlier keys and values from the recorded run, give the
+        full replay's values there when the rows differ from that run only from ``start`` on."""
+        tokens = _tokens(tiny_model)
+        n_layers, n_pos = tiny_model.info.n_layers, tokens.shape[1]
+        _, cache = tiny_model.run_with_cache(tokens, [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)])
+        context = tiny_model.layer_context(tokens)
+        prefix = tiny_model.record_key_values(cache["blocks.0.hook_resid_pre"], context)
+        generator = torch.Generator().manual_seed(0)
+        for layer in range(n_layers):
+            for start in (1, n_pos // 2, n_pos - 1):
+                resid = cache[f"blocks.{layer}.hook_resid_pre"].repeat(3, 1, 1)
+                resid[:, start:] += torch.randn(resid[:, start:].shape, generator=generator)
+                full = tiny_model.run_blocks(resid, layer, context, end_layer=n_layers)
+                suffix = tiny_model.run_blocks(resid[:, start:], layer, context, end_layer=n_layers, prefix=prefix, start_pos=start)
+                torch.testing.assert_close(suffix, full[:, start:], atol=1e-4, rtol=0)
+                if start > 1:  # the prefix matters: without it the suffix attends to itself alone
+                    alone = tiny_model.run_blocks(resid[:, start:], layer, tiny_model.layer_context(tokens[:, start:]), end_layer=n_layers)
+                    assert (alone - full[:, start:]).abs().max() > 1e-3
+
     def test_threads_do_not_see_each_others_hooks(self, tiny_model):
         """Concurrent hooked and plain forwards give the numbers they give alone."""
         tokens = _tokens(tiny_model)

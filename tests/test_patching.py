@@ -42,12 +42,25 @@ def _first_diff(pair) -> int:
     return int((pair.clean_tokens != pair.corrupt_tokens)[0].nonzero()[0])
 
 
+# Pairs of equal token counts under the tiny tokenizer, named by where they differ.
+PAIRS = {
+    "second_token": ("The cat sat on the mat", "The dog sat on the mat"),
+    "first_and_last_tokens": ("Mary and John went to the park", "John and Mary went to the store"),  # 0, 1, 3, 7
+    "last_token": ("The cat sat on the mat", "The cat sat on the log"),
+}
+
+
 class TestExactPatching:
+    @pytest.mark.parametrize("where", PAIRS)
     @pytest.mark.parametrize("target", TARGETS)
-    def test_batched_equals_naive_loop(self, tiny_model, target):
-        """Every cell of the batched, start-at-layer grid equals one full forward per cell."""
-        pair = prepare_pair(tiny_model, "The cat sat on the mat", "The dog sat on the mat", " Mary", " John")
-        fast = exact_patching(tiny_model, pair, target, chunk_size=5)  # chunks that split a layer
+    def test_batched_equals_naive_loop(self, tiny_model, target, where):
+        """Every cell of the batched grid, started at the patched layer and run only from the patched
+        position on (the earlier positions' keys and values from the corrupted run), equals one full
+        forward per cell: gpt2, llama (GQA, rotary) and NeoX (partial rotary, parallel residual), pairs
+        whose first differing token is at position 0, 1 and the last."""
+        clean, corrupt = PAIRS[where]
+        pair = prepare_pair(tiny_model, clean, corrupt, " Mary", " John")
+        fast = exact_patching(tiny_model, pair, target, chunk_size=5)  # chunks that split a layer and mix starts
         slow = naive_patching(tiny_model, pair, target)
         np.testing.assert_allclose(fast.patched, slow.patched, **TOL)
         np.testing.assert_allclose(fast.grid, slow.grid, atol=1e-4)

@@ -19,6 +19,7 @@ from interp_core.core.arch.base import Adapter, ModelWeights
 from interp_core.core.errors import BadPromptError, NotSingleTokenError, UnknownHookError
 from interp_core.core.hooks import HookList, StopForward, attached, capture_into, resolve, stop_after
 from interp_core.core.names import BLOCK_POINTS, GLOBAL_POINTS, hook_name
+from interp_core.core.prefix import KeyValueRecorder, PrefixKeyValues, block_keywords, suffix_keywords
 
 NameFilter = Iterable[str] | Callable[[str], bool] | None
 
@@ -56,6 +57,7 @@ class LayerContext:
     args: tuple
     kwargs: dict
     n_pos: int
+    keywords: dict  # args and kwargs by name (see :func:`interp_core.core.prefix.block_keywords`)
 
 
 class LoadedModel:
@@ -202,6 +204,8 @@ class LoadedModel:
         attention_mask: torch.Tensor | None = None,
         stop_at_layer: int | None = None,
         grad: bool = False,
+        key_values: KeyValueRecorder | None = None,
+        last_position_only: bool = False,
     ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
         """Run once and record activations.
 
@@ -213,6 +217,9 @@ class LoadedModel:
             stop_at_layer: stop after block ``stop_at_layer - 1`` (its output is
                 ``blocks.{stop_at_layer-1}.hook_resid_post``); logits are then ``None``.
             grad: keep the graph (recorded tensors are not detached) for gradients.
+            key_values: also record every block's keys and values into it (for :meth:`run_blocks`
+                over a suffix).
+            last_position_only: unembed the last position only (logits ``(batch, 1, d_vocab)``).
 
         Returns:
             ``(logits (batch, pos, d_vocab) or None, {name: activation})``.
@@ -232,17 +239,21 @@ class LoadedModel:
         logits = None
         with self.lock, attached(self.adapter, all_hooks), torch.set_grad_enabled(grad):
             stopper = stop_after(self.adapter.layers[stop_at_layer - 1]) if stop_at_layer else None
+            kv_handles = [key_values.attach(block) for block in self.adapter.layers] if key_values is not None else []
             try:
                 logits = self.hf_model(
                     input_ids=tokens.to(self.device),
                     attention_mask=None if attention_mask is None else attention_mask.to(self.device),
                     use_cache=False,
+                    logits_to_keep=1 if last_position_only else 0,
                 ).logits
             except StopForward:
                 pass
             finally:
                 if stopper is not None:
                     stopper.remove()
+                for handle in kv_handles:
+                    handle.remove()
         return logits, store
 
     # --- replaying blocks ----------------------------------------------------------------
@@ -263,7 +274,22 @@ class LoadedModel:
                 pass
             finally:
                 handle.remove()
-        return LayerContext(seen["args"], seen["kwargs"], int(tokens.shape[1]))  # type: ignore[arg-type]
+        args, kwargs = seen["args"], seen["kwargs"]
+        keywords = block_keywords(self.adapter.layers[0], args, kwargs)  # type: ignore[arg-type]
+        return LayerContext(args, kwargs, int(tokens.shape[1]), keywords)  # type: ignore[arg-type]
+
+    def record_key_values(self, resid: torch.Tensor, context: LayerContext) -> PrefixKeyValues:
+        """The keys and values every block computes for ``resid (1, pos, d_model)`` entering block 0,
+        as its attention stores them; for :meth:`run_blocks` over a suffix."""
+        recorder = KeyValueRecorder()
+        keywords = suffix_keywords(context.keywords, 0, None, context.n_pos, resid.dtype)
+        keywords[context.keywords["_cache_argument"]] = recorder
+        with self.lock, torch.no_grad():
+            x = resid.to(self.device)
+            for block in self.adapter.layers:
+                out = block(x, **keywords)
+                x = out[0] if isinstance(out, tuple) else out
+        return PrefixKeyValues(dict(recorder.keys), dict(recorder.values))
 
     def run_blocks(
         self,
@@ -275,6 +301,8 @@ class LoadedModel:
         last_position_only: bool = True,
         grad: bool = False,
         end_layer: int | None = None,
+        prefix: PrefixKeyValues | None = None,
+        start_pos: int = 0,
     ) -> torch.Tensor:
         """Continue a forward pass from ``blocks.{start_layer}.hook_resid_pre``.
 
@@ -284,18 +312,31 @@ class LoadedModel:
 
             end_layer: stop before this block and return the residual entering it,
                 ``(batch, pos, d_model)``, instead of logits.
+            prefix, start_pos: run positions ``start_pos..`` only: ``resid`` is then
+                ``(batch, pos - start_pos, d_model)`` and attention reads the keys and values of
+                positions ``..start_pos-1`` from ``prefix`` (:meth:`record_key_values` of a run that
+                agrees with this one before ``start_pos``). Hook values then cover those positions only.
 
         Returns:
             logits ``(batch, 1 or pos, d_vocab)``, equal to a full forward's logits when
             ``resid`` is that forward's residual (tested).
         """
-        if resid.shape[1] != context.n_pos:
-            raise ValueError(f"resid has {resid.shape[1]} positions but the context was recorded for {context.n_pos}.")
+        if resid.shape[1] != context.n_pos - start_pos:
+            raise ValueError(f"resid has {resid.shape[1]} positions but the context was recorded for {context.n_pos} "
+                             f"and the run starts at position {start_pos}.")
+        if start_pos and prefix is None:
+            raise ValueError("A run from a later position needs the earlier positions' keys and values (prefix).")
         with self.lock, attached(self.adapter, hooks), torch.set_grad_enabled(grad):
             x = resid.to(self.device)
-            for block in self.adapter.layers[start_layer:end_layer]:
-                out = block(x, *context.args, **context.kwargs)
-                x = out[0] if isinstance(out, tuple) else out
+            if start_pos:
+                keywords = suffix_keywords(context.keywords, start_pos, prefix, context.n_pos, x.dtype)
+                for block in self.adapter.layers[start_layer:end_layer]:
+                    out = block(x, **keywords)
+                    x = out[0] if isinstance(out, tuple) else out
+            else:
+                for block in self.adapter.layers[start_layer:end_layer]:
+                    out = block(x, *context.args, **context.kwargs)
+                    x = out[0] if isinstance(out, tuple) else out
             if end_layer is not None:
                 return x
             if last_position_only:

@@ -36,8 +36,9 @@ import torch
 
 from interp_core.core.errors import WorkbenchError
 from interp_core.core.hooks import HookFn
-from interp_core.core.model import LoadedModel
+from interp_core.core.model import LayerContext, LoadedModel
 from interp_core.core.names import hook_name
+from interp_core.core.prefix import KeyValueRecorder, PrefixKeyValues
 from interp_core.techniques.ablation import Method, ablation_hooks, reference_activations, validate_targets
 from interp_core.techniques.attribution import attribution_patching
 from interp_core.techniques.patch_pair import (  # noqa: F401  (re-exported: pages, commands and tests import them from here)
@@ -185,20 +186,20 @@ def _cell_hook(target: str, clean: torch.Tensor, cells: Sequence[tuple[int, ...]
     return hook
 
 
-def _caches(model: LoadedModel, pair: PatchPair, target: str) -> tuple[float, float, dict, dict]:
-    """Clean and corrupted metrics, the clean target activations, the corrupted residuals and target activations."""
+def _caches(model: LoadedModel, pair: PatchPair, target: str) -> tuple[float, float, dict, dict, PrefixKeyValues]:
+    """Clean and corrupted metrics, the clean target activations, the corrupted residuals and target
+    activations, and the corrupted run's keys and values (for runs over the positions after a patch)."""
     n_layers = model.info.n_layers
     point = POINT_OF[target]
-    clean_logits, clean_cache = model.run_with_cache(pair.clean_tokens, [hook_name(point, layer) for layer in range(n_layers)])
+    clean_logits, clean_cache = model.run_with_cache(pair.clean_tokens, [hook_name(point, layer) for layer in range(n_layers)],
+                                                     last_position_only=True)
     names = {hook_name(p, layer) for p in ("hook_resid_pre", point) for layer in range(n_layers)}
-    corrupt_logits, corrupt_cache = model.run_with_cache(pair.corrupt_tokens, sorted(names))
+    recorder = KeyValueRecorder()
+    corrupt_logits, corrupt_cache = model.run_with_cache(pair.corrupt_tokens, sorted(names), key_values=recorder,
+                                                         last_position_only=True)
     clean_metric = float(logit_diff(clean_logits, pair.answer_id, pair.wrong_id)[0])
     corrupt_metric = float(logit_diff(corrupt_logits, pair.answer_id, pair.wrong_id)[0])
-    return clean_metric, corrupt_metric, clean_cache, corrupt_cache
-
-
-def _chunks(items: list, size: int) -> list[list]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+    return clean_metric, corrupt_metric, clean_cache, corrupt_cache, recorder.recorded()
 
 
 def exact_patching(
@@ -209,21 +210,27 @@ def exact_patching(
     chunk_size: int = DEFAULT_CHUNK,
     on_progress: Progress | None = None,
 ) -> PatchingResult:
-    """Denoising patching of every cell of ``target``, batched and started at the patched layer.
+    """Denoising patching of every cell of ``target``, batched, from the patched layer and position on.
 
-    A patch at layer ``L`` leaves blocks before ``L`` as in the corrupted run, so each cell
-    starts from the corrupted run's ``blocks.{L}.hook_resid_pre``. The cells then travel
-    through the remaining blocks as one growing batch: at block ``L`` the cells of layer ``L``
-    join the rows already under way, and every block runs over all rows in chunks of
-    ``chunk_size`` (full batches, the fastest shape on a CPU). For ``resid_pre`` the patched
-    residual is built directly; for the other targets a hook writes the clean values while the
-    new rows pass block ``L``. Only the last position is unembedded.
+    A patch at layer ``L`` and position ``p`` leaves every block before ``L`` as in the corrupted
+    run, and, under causal attention, every position before ``p`` in every block too. So each
+    cell starts from the corrupted run's ``blocks.{L}.hook_resid_pre`` and, in each block from
+    ``L`` on, only positions ``>= p`` are computed; attention reads the keys and values of the
+    earlier positions from the corrupted run (:meth:`LoadedModel.run_blocks` with a prefix, the
+    model's own KV-cache path, real rotary positions). The rows travel through the blocks as one
+    growing batch, sorted by their first changing position and cut into chunks of ``chunk_size``
+    rows (full batches, the fastest shape on a CPU); a chunk starts at its smallest position, and a
+    row of that chunk that starts later has the corrupted values there. ``head_out`` patches a
+    head at every position: it has no position to cut, so its rows run every position.
+    For ``resid_pre`` the patched residual is built directly; for the other targets a hook writes
+    the clean values while the new rows pass block ``L``. Only the last position is read out,
+    through the two unembedding columns the metric needs.
 
     Returns:
         a :class:`PatchingResult` whose ``patched`` equals :func:`naive_patching`'s (tested).
     """
     check_target(target)
-    clean_metric, corrupt_metric, clean_cache, corrupt_cache = _caches(model, pair, target)
+    clean_metric, corrupt_metric, clean_cache, corrupt_cache, prefix = _caches(model, pair, target)
     context = model.layer_context(pair.corrupt_tokens)
     all_cells = layer_cells(model, pair, target)
     n_layers = model.info.n_layers
@@ -233,26 +240,45 @@ def exact_patching(
                for layer in range(n_layers)]
     work_total = sum(len(changed[layer]) * (n_layers - layer) for layer in range(n_layers)) or 1
     work_done = 0
-    active: list[torch.Tensor] = []  # (rows, pos, d_model) residuals entering the current block
+    rows = _Rows.empty(pair.n_pos, model.info.d_model, corrupt_cache[hook_name("hook_resid_pre", 0)])
     for layer in range(n_layers):
         cells = [all_cells[i] for i in changed[layer]]
-        joining = _joining_rows(model, context, target, layer, cells, clean_cache, corrupt_cache, chunk_size)
+        ids = [layer * len(all_cells) + i for i in changed[layer]]
+        joining = _joining_rows(model, context, prefix, target, layer, cells, ids, clean_cache, corrupt_cache, chunk_size)
         if target == "resid_pre":
-            active.append(joining)  # patched before block L: it runs block L with the others
-        active = _run_block(model, context, active, layer, chunk_size)
+            rows = rows.join(joining)  # patched before block L: it runs block L with the others
+        rows = _run_block(model, context, prefix, rows, layer, corrupt_cache, chunk_size)
         if target != "resid_pre":
-            active.append(joining)  # already through block L, with the patch applied inside it
+            rows = rows.join(joining)  # already through block L, with the patch applied inside it
         work_done += sum(len(changed[start]) for start in range(layer + 1))
         if on_progress is not None:
             on_progress(min(work_done / work_total, 1.0), f"block {layer + 1} of {n_layers}")
     out = np.full((n_layers, len(all_cells)), corrupt_metric)
-    rows = torch.cat(active) if active else None  # row order: layer-major, then cell, as in `changed`
-    if rows is not None and len(rows):
-        logits = torch.cat([model.unembed(model.apply_final_norm(chunk[:, -1:])) for chunk in rows.split(chunk_size)])
-        values = logit_diff(logits, pair.answer_id, pair.wrong_id).cpu().numpy()
-        flat_index = [layer * len(all_cells) + i for layer in range(n_layers) for i in changed[layer]]
-        out.reshape(-1)[flat_index] = values
+    if len(rows.ids):
+        out.reshape(-1)[rows.ids.numpy()] = _metric_of_last_position(model, pair, rows.resid[:, -1]).cpu().numpy()
     return make_result(model, pair, target, "exact", _to_grid(out, model, pair, target), clean_metric, corrupt_metric)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Patched runs under way: ``resid (rows, pos, d_model)``, each row's first position that can
+    differ from the corrupted run ``starts (rows,)``, and its flat index in the grid ``ids (rows,)``.
+    Rows are kept sorted by ``starts``. Before a row's start its ``resid`` may be stale: it is
+    refilled from the corrupted run before each block."""
+
+    resid: torch.Tensor
+    starts: torch.Tensor
+    ids: torch.Tensor
+
+    @staticmethod
+    def empty(n_pos: int, d_model: int, like: torch.Tensor) -> _Rows:
+        none = torch.zeros(0, dtype=torch.long)
+        return _Rows(like.new_zeros(0, n_pos, d_model), none, none)
+
+    def join(self, other: _Rows) -> _Rows:
+        starts = torch.cat([self.starts, other.starts])
+        order = torch.argsort(starts, stable=True)
+        return _Rows(torch.cat([self.resid, other.resid])[order], starts[order], torch.cat([self.ids, other.ids])[order])
 
 
 def _same_at(target: str, layer: int, cell: tuple[int, ...], clean_cache: dict, corrupt_cache: dict) -> bool:
@@ -268,29 +294,73 @@ def _same_at(target: str, layer: int, cell: tuple[int, ...], clean_cache: dict, 
     return bool(torch.equal(clean[index], corrupt[index]))
 
 
-def _joining_rows(model: LoadedModel, context: object, target: str, layer: int, cells: list, clean_cache: dict,
-                  corrupt_cache: dict, chunk_size: int) -> torch.Tensor:
+def _start_of(target: str, cell: tuple[int, ...]) -> int:
+    """The first position a cell's patch can change: its position, or 0 for a head at every position."""
+    if target == "head_out":
+        return 0
+    return cell[-1]
+
+
+def _shifted(target: str, cell: tuple[int, ...], start: int) -> tuple[int, ...]:
+    """The cell's index in a run over positions ``start..``."""
+    if target == "head_out":
+        return cell
+    return (*cell[:-1], cell[-1] - start)
+
+
+def _joining_rows(model: LoadedModel, context: LayerContext, prefix: PrefixKeyValues, target: str, layer: int, cells: list,
+                  ids: list[int], clean_cache: dict, corrupt_cache: dict, chunk_size: int) -> _Rows:
     """The rows of layer ``layer``'s cells: ``(n_cells, pos, d_model)``, entering block ``layer``
     for ``resid_pre``, leaving it (patched inside) for the other targets."""
-    resid = corrupt_cache[hook_name("hook_resid_pre", layer)].expand(len(cells), -1, -1)
+    corrupt = corrupt_cache[hook_name("hook_resid_pre", layer)]  # (1, pos, d_model)
     clean = clean_cache[hook_name(POINT_OF[target], layer)]
-    if not cells:
-        return resid  # (0, pos, d_model): nothing of this layer changes
-    if target == "resid_pre":
-        return write_cells(target, resid, clean, cells)
-    outs = []
-    for start, chunk in zip(range(0, len(cells), chunk_size), _chunks(cells, chunk_size)):
-        hooks = [(hook_name(POINT_OF[target], layer), _cell_hook(target, clean, chunk))]
-        outs.append(model.run_blocks(resid[start : start + len(chunk)], layer, context, hooks=hooks, end_layer=layer + 1))
-    return torch.cat(outs)
+    starts = torch.tensor([_start_of(target, cell) for cell in cells], dtype=torch.long)
+    order = torch.argsort(starts, stable=True)
+    cells = [cells[i] for i in order.tolist()]
+    starts, ids_t = starts[order], torch.tensor(ids, dtype=torch.long)[order]
+    resid = corrupt.expand(len(cells), -1, -1)
+    if target == "resid_pre" or not cells:
+        return _Rows(write_cells(target, resid, clean, cells), starts, ids_t)
+    resid = resid.clone()
+    for chunk in _chunks(len(cells), chunk_size):
+        start = int(starts[chunk.start])
+        shifted = [_shifted(target, cell, start) for cell in cells[chunk]]
+        hooks = [(hook_name(POINT_OF[target], layer), _cell_hook(target, clean[:, start:], shifted))]
+        resid[chunk, start:] = model.run_blocks(resid[chunk, start:], layer, context, hooks=hooks, end_layer=layer + 1,
+                                                prefix=prefix, start_pos=start)
+    return _Rows(resid, starts, ids_t)
 
 
-def _run_block(model: LoadedModel, context: object, active: list[torch.Tensor], layer: int, chunk_size: int) -> list[torch.Tensor]:
-    """Run block ``layer`` over every active row, ``chunk_size`` rows at a time."""
-    rows = torch.cat(active) if active else None
-    if rows is None or len(rows) == 0:
-        return []
-    return [model.run_blocks(chunk, layer, context, end_layer=layer + 1) for chunk in rows.split(chunk_size)]
+def _run_block(model: LoadedModel, context: LayerContext, prefix: PrefixKeyValues, rows: _Rows, layer: int, corrupt_cache: dict,
+               chunk_size: int) -> _Rows:
+    """Run block ``layer`` over every row, ``chunk_size`` rows at a time, each chunk from its first start."""
+    if not len(rows.ids):
+        return rows
+    corrupt = corrupt_cache[hook_name("hook_resid_pre", layer)]  # (1, pos, d_model)
+    positions = torch.arange(corrupt.shape[1], device=corrupt.device)
+    before_start = positions[None, :, None] < rows.starts.to(corrupt.device)[:, None, None]
+    resid = torch.where(before_start, corrupt, rows.resid)  # a new tensor: the chunks write into it
+    for chunk in _chunks(len(resid), chunk_size):
+        start = int(rows.starts[chunk.start])  # sorted: the chunk's smallest
+        resid[chunk, start:] = model.run_blocks(resid[chunk, start:], layer, context, end_layer=layer + 1,
+                                                prefix=prefix, start_pos=start)
+    return _Rows(resid, rows.starts, rows.ids)
+
+
+def _chunks(n_rows: int, chunk_size: int) -> list[slice]:
+    """Consecutive chunks of at most ``chunk_size`` rows. (Cutting rows sorted by start further, where
+    the start changes, saved no time on the IOI grid: the smaller batches ran less efficiently.)"""
+    return [slice(first, first + chunk_size) for first in range(0, n_rows, chunk_size)]
+
+
+def _metric_of_last_position(model: LoadedModel, pair: PatchPair, last: torch.Tensor) -> torch.Tensor:
+    """``last (rows, d_model)``, the residual leaving the final block -> the logit difference ``(rows,)``,
+    through the final norm and only the answer's and the wrong answer's unembedding columns."""
+    weights = model.weights
+    columns = [pair.answer_id, pair.wrong_id]
+    normed = model.apply_final_norm(last)
+    logits = (normed @ weights.W_U[:, columns].to(normed.dtype) + weights.b_U[columns].to(normed.dtype)).float()
+    return logits[:, 0] - logits[:, 1]
 
 
 def _to_grid(flat: np.ndarray, model: LoadedModel, pair: PatchPair, target: str) -> np.ndarray:
@@ -306,7 +376,7 @@ def naive_patching(model: LoadedModel, pair: PatchPair, target: str, *, on_progr
     Slow on purpose; kept as the ground truth the batched grid is tested and benchmarked against.
     """
     check_target(target)
-    clean_metric, corrupt_metric, clean_cache, _ = _caches(model, pair, target)
+    clean_metric, corrupt_metric, clean_cache, _, _ = _caches(model, pair, target)
     cells = layer_cells(model, pair, target)
     n_layers = model.info.n_layers
     out = np.zeros((n_layers, len(cells)))

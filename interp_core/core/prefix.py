@@ -1,0 +1,131 @@
+"""Replaying decoder blocks over the last positions of a prompt only.
+
+Under causal attention, position ``q`` reads the keys and values of positions ``<= q`` and
+nothing later. A run that differs from a recorded one only from position ``start`` on therefore
+has the recorded run's residuals, keys and values at every position before ``start``, in every
+block. Such a run can skip those positions: each block gets the residual of positions
+``start..`` only, and its attention reads the recorded keys and values of positions ``..start-1``
+through the model's own KV-cache hook (``past_key_values.update``), exactly as during
+generation. Rotary positions, masks and position ids are sliced to the real positions.
+
+:class:`KeyValueRecorder` records a run's keys and values (as the attention module stores them:
+``(batch, kv_head, pos, d_head)``, after any rotation); :class:`PrefixKeyValues` hands them back.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# Keyword arguments of a decoder block that carry one entry per position, and the axis it is on.
+_POSITION_AXIS: dict[str, int] = {"attention_mask": -2, "position_ids": -1, "cache_position": -1}
+_CACHE_ARGUMENTS = ("past_key_values", "layer_past")  # what HF families call the KV cache argument
+
+
+class KeyValueRecorder:
+    """A stand-in KV cache that records what each attention layer computes and changes nothing."""
+
+    def __init__(self) -> None:
+        self.keys: dict[int, torch.Tensor] = {}
+        self.values: dict[int, torch.Tensor] = {}
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: object,
+               **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+        self.keys[layer_idx], self.values[layer_idx] = key_states.detach(), value_states.detach()
+        return key_states, value_states
+
+    def recorded(self) -> PrefixKeyValues:
+        return PrefixKeyValues(dict(self.keys), dict(self.values))
+
+    def attach(self, block: nn.Module) -> torch.utils.hooks.RemovableHandle:
+        """Give ``block`` this recorder as its KV cache on every call until the handle is removed."""
+        signature = inspect.signature(block.forward)
+        names = list(signature.parameters)
+        name = next((n for n in _CACHE_ARGUMENTS if n in names), None)
+        if name is None:
+            raise ValueError(f"{type(block).__name__} takes no KV-cache argument ({' or '.join(_CACHE_ARGUMENTS)}).")
+        index = names.index(name)  # its position counts the residual, which comes first
+
+        def pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            if len(args) > index:
+                args = (*args[:index], self, *args[index + 1 :])
+            else:
+                kwargs = {**kwargs, name: self}
+            return args, kwargs
+
+        return block.register_forward_pre_hook(pre_hook, with_kwargs=True)
+
+
+@dataclass(frozen=True)
+class PrefixKeyValues:
+    """The keys and values of a recorded run, per layer ``(1, kv_head, pos, d_head)``."""
+
+    keys: dict[int, torch.Tensor]
+    values: dict[int, torch.Tensor]
+
+    def cache(self, start: int) -> _PrefixCache:
+        """A KV cache that prepends positions ``0..start-1`` of the recorded run."""
+        return _PrefixCache(self, start)
+
+
+class _PrefixCache:
+    """What an attention layer sees as its past: the recorded keys and values before ``start``."""
+
+    def __init__(self, recorded: PrefixKeyValues, start: int) -> None:
+        self.recorded, self.start = recorded, start
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: object,
+               **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+        """``key_states (batch, kv_head, pos - start, d_head)`` -> the full ``(batch, kv_head, pos, d_head)``."""
+        batch = key_states.shape[0]
+        keys = self.recorded.keys[layer_idx][..., : self.start, :].to(key_states.dtype)
+        values = self.recorded.values[layer_idx][..., : self.start, :].to(value_states.dtype)
+        return (torch.cat([keys.expand(batch, -1, -1, -1), key_states], dim=-2),
+                torch.cat([values.expand(batch, -1, -1, -1), value_states], dim=-2))
+
+
+def block_keywords(block: nn.Module, args: tuple, kwargs: dict) -> dict:
+    """Every argument a block was called with besides the residual, by name.
+
+    Raises:
+        ValueError: the block takes no KV-cache argument (so it cannot be replayed over a suffix).
+    """
+    signature = inspect.signature(block.forward)
+    bound = signature.bind_partial(None, *args, **kwargs).arguments
+    first = next(iter(signature.parameters))
+    named = {name: value for name, value in bound.items() if name != first}
+    for name, parameter in signature.parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD and name in named:
+            named.update(named.pop(name))
+    if not any(name in signature.parameters for name in _CACHE_ARGUMENTS):
+        raise ValueError(f"{type(block).__name__} takes no KV-cache argument ({' or '.join(_CACHE_ARGUMENTS)}).")
+    named["_cache_argument"] = next(name for name in _CACHE_ARGUMENTS if name in signature.parameters)
+    return named
+
+
+def suffix_keywords(keywords: dict, start: int, prefix: PrefixKeyValues | None, n_pos: int, dtype: torch.dtype) -> dict:
+    """The block's keyword arguments for positions ``start..`` of ``n_pos`` only, with the prefix's KV cache.
+
+    ``start == 0`` (or no prefix) gives the keywords unchanged, without a cache. Where the full run
+    had no explicit mask (causality left to the kernel, which would align a shorter query block to
+    the wrong keys), an explicit causal mask ``(1, 1, n_pos - start, n_pos)`` is given.
+    """
+    out = {name: value for name, value in keywords.items() if name != "_cache_argument"}
+    if start == 0 or prefix is None:
+        return out
+    for name, value in out.items():
+        if name in _POSITION_AXIS and isinstance(value, torch.Tensor):
+            axis = _POSITION_AXIS[name]
+            out[name] = value.narrow(axis, start, value.shape[axis] - start)
+        elif name == "position_embeddings" and value is not None:
+            out[name] = tuple(t[:, start:] for t in value)  # (cos, sin), each (1, pos, rotary_dim)
+    if out.get("attention_mask") is None:
+        device = next(iter(prefix.keys.values())).device
+        future = torch.ones(n_pos, n_pos, dtype=torch.bool, device=device).triu(1)[start:]
+        mask = torch.zeros(future.shape, dtype=dtype, device=device).masked_fill(future, torch.finfo(dtype).min)
+        out["attention_mask"] = mask[None, None]
+    out[keywords["_cache_argument"]] = prefix.cache(start)
+    return out

@@ -15,10 +15,13 @@ from streamlit.testing.v1 import AppTest
 from interp_core.cli import main as cli_main
 from interp_core.core.errors import BadPromptError, NotSingleTokenError, WorkbenchError
 from interp_core.core.names import hook_name
+from interp_core.techniques import patching
 from interp_core.techniques.ablation import ablation_hooks
 from interp_core.techniques.attribution import agreement, attribution_patching
 from interp_core.techniques.patching import (
     TARGETS,
+    _caches,
+    _flat_rows_agree,
     ablation_effect,
     exact_patching,
     logit_diff,
@@ -66,6 +69,25 @@ class TestExactPatching:
         np.testing.assert_allclose(fast.grid, slow.grid, atol=1e-4)
         assert fast.grid.shape == tuple(len(labels) for labels in fast.labels)
         assert np.ptp(fast.grid) > 1e-3  # not all values identical
+
+    @pytest.mark.parametrize("target", TARGETS)
+    def test_model_block_path_equals_naive_loop(self, tiny_model, target):
+        """The fallback (the model's own blocks through their KV-cache argument, chunks from their smallest
+        start) equals the naive loop too, on the pair whose rows start at positions 0 to 7."""
+        pair = prepare_pair(tiny_model, *PAIRS["first_and_last_tokens"], " Mary", " John")
+        fast = exact_patching(tiny_model, pair, target, chunk_size=5, flat_rows=False)
+        np.testing.assert_allclose(fast.patched, naive_patching(tiny_model, pair, target).patched, **TOL)
+
+    def test_flattened_blocks_in_small_calls_give_the_same_grid(self, tiny_model, ioi_pair, monkeypatch):
+        """Long prompts split a block's rows into calls of at most FLAT_TOKENS tokens: the grid is the same."""
+        whole = exact_patching(tiny_model, ioi_pair, "resid_pre")
+        monkeypatch.setattr(patching, "FLAT_TOKENS", 7)  # fewer than one row's positions: one row per call
+        np.testing.assert_allclose(exact_patching(tiny_model, ioi_pair, "resid_pre").patched, whole.patched, **TOL)
+
+    def test_flattened_blocks_reproduce_the_models_blocks(self, tiny_model, ioi_pair):
+        """The sweep takes the flattened path on every supported family (else the tests above test the fallback twice)."""
+        _, _, _, corrupt_cache, prefix = _caches(tiny_model, ioi_pair, "resid_pre")
+        assert _flat_rows_agree(tiny_model, prefix, corrupt_cache)
 
     def test_head_out_equals_a_hand_written_loop(self, tiny_model, ioi_pair):
         """head_out: the batched grid equals one corrupted forward per (layer, head) with that head's z

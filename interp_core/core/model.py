@@ -19,7 +19,13 @@ from interp_core.core.arch.base import Adapter, ModelWeights
 from interp_core.core.errors import BadPromptError, NotSingleTokenError, UnknownHookError
 from interp_core.core.hooks import HookList, StopForward, attached, capture_into, resolve, stop_after
 from interp_core.core.names import BLOCK_POINTS, GLOBAL_POINTS, hook_name
-from interp_core.core.prefix import KeyValueRecorder, PrefixKeyValues, block_keywords, suffix_keywords
+from interp_core.core.prefix import (
+    KeyValueRecorder,
+    PrefixKeyValues,
+    block_keywords,
+    block_over_row_suffixes,
+    suffix_keywords,
+)
 
 NameFilter = Iterable[str] | Callable[[str], bool] | None
 
@@ -342,6 +348,12 @@ class LoadedModel:
             if last_position_only:
                 x = x[:, -1:]
             return self.unembed(self.adapter.final_norm(x))
+
+    def run_block_rows(self, resid: torch.Tensor, starts: torch.Tensor, layer: int, prefix: PrefixKeyValues) -> torch.Tensor:
+        """Block ``layer`` over rows that agree with ``prefix``'s run before their ``starts``:
+        :func:`interp_core.core.prefix.block_over_row_suffixes` (no hooks), ``(rows, pos, d_model)``."""
+        with self.lock, torch.no_grad():
+            return block_over_row_suffixes(self.adapter, layer, resid.to(self.device), starts, prefix)
 
     # --- pieces ------------------------------------------------------------------------
     def apply_final_norm(self, resid: torch.Tensor) -> torch.Tensor:

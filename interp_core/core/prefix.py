@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from interp_core.core.arch.base import Adapter
+
 # Keyword arguments of a decoder block that carry one entry per position, and the axis it is on.
 _POSITION_AXIS: dict[str, int] = {"attention_mask": -2, "position_ids": -1, "cache_position": -1}
 _CACHE_ARGUMENTS = ("past_key_values", "layer_past")  # what HF families call the KV cache argument
@@ -129,3 +131,56 @@ def suffix_keywords(keywords: dict, start: int, prefix: PrefixKeyValues | None, 
         out["attention_mask"] = mask[None, None]
     out[keywords["_cache_argument"]] = prefix.cache(start)
     return out
+
+
+def block_over_row_suffixes(adapter: Adapter, layer: int, resid: torch.Tensor, starts: torch.Tensor,
+                            prefix: PrefixKeyValues) -> torch.Tensor:
+    """Block ``layer`` over rows that agree with the recorded run before their own start.
+
+    Every linear map runs once over all rows' positions ``>= start``, flattened into one batch of
+    tokens (no row recomputes a position it shares with the recorded run, and the matrices are
+    large, which a CPU runs fastest); attention runs per row over all positions, reading the
+    recorded keys and values before the row's start.
+
+    Args:
+        resid: ``(rows, pos, d_model)``, each row's residual entering the block; values before a
+            row's start are ignored.
+        starts: ``(rows,)`` the first position where each row may differ from the recorded run.
+        prefix: the recorded run's keys and values.
+
+    Returns:
+        ``(rows, pos, d_model)``: the residual leaving the block at positions ``>= start``; before
+        the start, ``resid``'s values unchanged.
+    """
+    n_rows, n_pos, _ = resid.shape
+    positions = torch.arange(n_pos, device=resid.device)
+    own = positions[None, :] >= starts.to(resid.device)[:, None]  # (rows, pos)
+    x = resid[own]  # (tokens, d_model)
+    parts = adapter.block_parts(layer)
+    q, k, v = parts.qkv(parts.ln1(x))  # (tokens, head or kv_head, d_head)
+
+    def padded(t: torch.Tensor) -> torch.Tensor:
+        out = t.new_zeros(n_rows, n_pos, *t.shape[1:])
+        out[own] = t
+        return out
+
+    q, k = adapter.rotary(layer, positions, padded(q), padded(k))  # (rows, pos, head, d_head)
+    mine = own[:, :, None, None]
+    k = torch.where(mine, k, prefix.keys[layer][0].transpose(0, 1).to(k.dtype))  # recorded: (kv_head, pos, d_head)
+    v = torch.where(mine, padded(v), prefix.values[layer][0].transpose(0, 1).to(v.dtype))
+    group = q.shape[2] // k.shape[2]  # query heads per KV head
+    if group > 1:
+        k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
+    scores = torch.einsum("rqhd,rkhd->rhqk", q, k) * adapter.attention_scale(layer)
+    future = torch.ones(n_pos, n_pos, dtype=torch.bool, device=resid.device).triu(1)
+    pattern = scores.masked_fill(future, float("-inf")).float().softmax(-1).to(v.dtype)
+    z = torch.einsum("rhqk,rkhd->rqhd", pattern, v)  # (rows, pos, head, d_head)
+    attn_out = parts.out(z[own].flatten(-2))
+    if adapter.parallel_residual:
+        out = x + attn_out + parts.mlp(parts.ln2(x))
+    else:
+        mid = x + attn_out
+        out = mid + parts.mlp(parts.ln2(mid))
+    new = resid.clone()
+    new[own] = out.to(new.dtype)
+    return new

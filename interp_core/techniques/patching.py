@@ -57,6 +57,7 @@ from interp_core.techniques.patch_pair import (  # noqa: F401  (re-exported: pag
 
 Progress = Callable[[float, str], None]
 DEFAULT_CHUNK = 64  # larger batches got slower on a 2-core CPU (GUIDE.md §6)
+FLAT_TOKENS = 8192  # tokens per call of the flattened block: bounds memory on long prompts
 
 
 # --- what an exact sweep costs ---------------------------------------------------------------
@@ -209,6 +210,7 @@ def exact_patching(
     *,
     chunk_size: int = DEFAULT_CHUNK,
     on_progress: Progress | None = None,
+    flat_rows: bool = True,
 ) -> PatchingResult:
     """Denoising patching of every cell of ``target``, batched, from the patched layer and position on.
 
@@ -216,12 +218,15 @@ def exact_patching(
     run, and, under causal attention, every position before ``p`` in every block too. So each
     cell starts from the corrupted run's ``blocks.{L}.hook_resid_pre`` and, in each block from
     ``L`` on, only positions ``>= p`` are computed; attention reads the keys and values of the
-    earlier positions from the corrupted run (:meth:`LoadedModel.run_blocks` with a prefix, the
-    model's own KV-cache path, real rotary positions). The rows travel through the blocks as one
-    growing batch, sorted by their first changing position and cut into chunks of ``chunk_size``
-    rows (full batches, the fastest shape on a CPU); a chunk starts at its smallest position, and a
-    row of that chunk that starts later has the corrupted values there. ``head_out`` patches a
-    head at every position: it has no position to cut, so its rows run every position.
+    earlier positions from the corrupted run (recorded during that run, after any rotation).
+    The rows travel through the blocks as one growing batch. Each block runs as the adapter's
+    parts (:meth:`LoadedModel.run_block_rows`): every linear map over all rows' own positions
+    flattened into one batch of tokens, attention per row with the real (rotary) positions.
+    Where that does not reproduce the model's own blocks on the corrupted run (checked each sweep;
+    or ``flat_rows=False``), the model's own blocks run instead, through their KV-cache argument,
+    on rows sorted by their start in chunks of ``chunk_size``, each chunk from its smallest start.
+    ``head_out`` patches a head at every position: it has no position to cut, so its rows run
+    every position.
     For ``resid_pre`` the patched residual is built directly; for the other targets a hook writes
     the clean values while the new rows pass block ``L``. Only the last position is read out,
     through the two unembedding columns the metric needs.
@@ -240,6 +245,7 @@ def exact_patching(
                for layer in range(n_layers)]
     work_total = sum(len(changed[layer]) * (n_layers - layer) for layer in range(n_layers)) or 1
     work_done = 0
+    flat = flat_rows and _flat_rows_agree(model, prefix, corrupt_cache)
     rows = _Rows.empty(pair.n_pos, model.info.d_model, corrupt_cache[hook_name("hook_resid_pre", 0)])
     for layer in range(n_layers):
         cells = [all_cells[i] for i in changed[layer]]
@@ -247,7 +253,7 @@ def exact_patching(
         joining = _joining_rows(model, context, prefix, target, layer, cells, ids, clean_cache, corrupt_cache, chunk_size)
         if target == "resid_pre":
             rows = rows.join(joining)  # patched before block L: it runs block L with the others
-        rows = _run_block(model, context, prefix, rows, layer, corrupt_cache, chunk_size)
+        rows = _run_block(model, context, prefix, rows, layer, corrupt_cache, chunk_size, flat)
         if target != "resid_pre":
             rows = rows.join(joining)  # already through block L, with the patch applied inside it
         work_done += sum(len(changed[start]) for start in range(layer + 1))
@@ -331,11 +337,25 @@ def _joining_rows(model: LoadedModel, context: LayerContext, prefix: PrefixKeyVa
     return _Rows(resid, starts, ids_t)
 
 
-def _run_block(model: LoadedModel, context: LayerContext, prefix: PrefixKeyValues, rows: _Rows, layer: int, corrupt_cache: dict,
-               chunk_size: int) -> _Rows:
-    """Run block ``layer`` over every row, ``chunk_size`` rows at a time, each chunk from its first start."""
+def _run_block(model: LoadedModel, context: LayerContext, prefix: PrefixKeyValues, rows: _Rows, layer: int,
+               corrupt_cache: dict, chunk_size: int, flat: bool) -> _Rows:
+    """Run block ``layer`` over every row from the row's own start.
+
+    ``flat``: all rows' positions as one batch of tokens (:meth:`LoadedModel.run_block_rows`);
+    else the model's own block, ``chunk_size`` rows at a time, each chunk from its smallest start.
+    """
     if not len(rows.ids):
         return rows
+    if flat:
+        cuts, tokens = [0], 0
+        for i, length in enumerate((rows.resid.shape[1] - rows.starts).tolist()):
+            if tokens + length > FLAT_TOKENS and i > cuts[-1]:
+                cuts.append(i)
+                tokens = 0
+            tokens += length
+        cuts.append(len(rows.ids))
+        parts = [model.run_block_rows(rows.resid[a:b], rows.starts[a:b], layer, prefix) for a, b in zip(cuts, cuts[1:])]
+        return _Rows(torch.cat(parts), rows.starts, rows.ids)
     corrupt = corrupt_cache[hook_name("hook_resid_pre", layer)]  # (1, pos, d_model)
     positions = torch.arange(corrupt.shape[1], device=corrupt.device)
     before_start = positions[None, :, None] < rows.starts.to(corrupt.device)[:, None, None]
@@ -345,6 +365,26 @@ def _run_block(model: LoadedModel, context: LayerContext, prefix: PrefixKeyValue
         resid[chunk, start:] = model.run_blocks(resid[chunk, start:], layer, context, end_layer=layer + 1,
                                                 prefix=prefix, start_pos=start)
     return _Rows(resid, rows.starts, rows.ids)
+
+
+def _flat_rows_agree(model: LoadedModel, prefix: PrefixKeyValues, corrupt_cache: dict) -> bool:
+    """Whether :meth:`LoadedModel.run_block_rows` gives the model's own blocks' values here: on the
+    corrupted run, from position 0 and from the middle (reading the recorded keys and values),
+    at the first two layers and the last but one. A family variant it does not know (a sliding
+    window, another attention) fails this, and the sweep takes the model's own blocks instead."""
+    n_layers = model.info.n_layers
+    for layer in sorted({0, 1, n_layers - 2} & set(range(n_layers - 1))):
+        resid = corrupt_cache[hook_name("hook_resid_pre", layer)]
+        want = corrupt_cache[hook_name("hook_resid_pre", layer + 1)].expand(2, -1, -1)
+        starts = torch.tensor([0, resid.shape[1] // 2])
+        try:
+            got = model.run_block_rows(resid.expand(2, -1, -1), starts, layer, prefix)
+        except NotImplementedError:
+            return False
+        own = torch.arange(resid.shape[1])[None, :] >= starts[:, None]  # what the rows computed
+        if not torch.allclose(got[own].float(), want[own].float(), rtol=1e-3, atol=1e-4 * float(want.abs().max()) + 1e-5):
+            return False
+    return True
 
 
 def _chunks(n_rows: int, chunk_size: int) -> list[slice]:

@@ -100,6 +100,25 @@ class ModelWeights:
     blocks: tuple[BlockWeights, ...]
 
 
+@dataclass(frozen=True)
+class BlockParts:
+    """One decoder block taken apart, for running many rows' tokens through it flattened.
+
+    Attributes:
+        ln1, ln2: the attention-input and MLP-input norms (token-wise modules, ``(..., d_model)``).
+        mlp: the MLP (token-wise), ``(..., d_model) -> (..., d_model)``.
+        qkv: normed ``(tokens, d_model)`` -> ``q (tokens, head, d_head)``, ``k, v (tokens, kv_head, d_head)``
+            before any rotation, as the block's projections compute them.
+        out: ``z (tokens, head * d_head)`` -> the attention output ``(tokens, d_model)`` (bias included).
+    """
+
+    ln1: nn.Module
+    ln2: nn.Module
+    mlp: nn.Module
+    qkv: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    out: Callable[[torch.Tensor], torch.Tensor]
+
+
 class Adapter:
     """Base class: subclasses set the module paths of one architecture family."""
 
@@ -245,6 +264,10 @@ class Adapter:
 
     # --- weights ------------------------------------------------------------------------
     def block_weights(self, layer: int) -> BlockWeights:
+        raise NotImplementedError
+
+    def block_parts(self, layer: int) -> BlockParts:
+        """Block ``layer`` as its norms, projections and MLP (the model's own modules)."""
         raise NotImplementedError
 
     def model_weights(self) -> ModelWeights:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from interp_core.core.arch.base import Adapter, BlockWeights, Site, heads_site, identity_site, norm_bias
+from interp_core.core.arch.base import Adapter, BlockParts, BlockWeights, Site, heads_site, identity_site, norm_bias
 from interp_core.core.errors import UnknownHookError
 
 
@@ -102,3 +102,12 @@ class GPT2Adapter(Adapter):
             ln1_w=block.ln_1.weight.detach(), ln1_b=norm_bias(block.ln_1),
             ln2_w=block.ln_2.weight.detach(), ln2_b=norm_bias(block.ln_2),
         )
+
+    def block_parts(self, layer: int) -> BlockParts:
+        block = self.layers[layer]
+        d_model, d_head = self.d_model, self.d_head
+
+        def qkv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            return tuple(part.unflatten(-1, (-1, d_head)) for part in block.attn.c_attn(x).split(d_model, dim=-1))  # type: ignore[return-value]
+
+        return BlockParts(block.ln_1, block.ln_2, block.mlp, qkv, block.attn.c_proj)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from interp_core.core.arch.base import Adapter, BlockWeights, Site, heads_site, identity_site
+from interp_core.core.arch.base import Adapter, BlockParts, BlockWeights, Site, heads_site, identity_site
 from interp_core.core.errors import UnknownHookError
 
 
@@ -87,6 +87,15 @@ class LlamaAdapter(Adapter):
             ln1_w=block.input_layernorm.weight.detach(), ln1_b=None,
             ln2_w=block.post_attention_layernorm.weight.detach(), ln2_b=None,
         )
+
+    def block_parts(self, layer: int) -> BlockParts:
+        block = self.layers[layer]
+        attn, d_head = block.self_attn, self.d_head
+
+        def qkv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            return tuple(proj(x).unflatten(-1, (-1, d_head)) for proj in (attn.q_proj, attn.k_proj, attn.v_proj))  # type: ignore[return-value]
+
+        return BlockParts(block.input_layernorm, block.post_attention_layernorm, block.mlp, qkv, attn.o_proj)
 
     def rotary(self, layer: int, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotate ``q (batch, pos, head, d_head)`` and ``k (batch, pos, kv_head, d_head)`` as the model does."""

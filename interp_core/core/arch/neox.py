@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from interp_core.core.arch.base import Adapter, BlockWeights, Site, heads_site, identity_site, norm_bias
+from interp_core.core.arch.base import Adapter, BlockParts, BlockWeights, Site, heads_site, identity_site, norm_bias
 from interp_core.core.arch.llama import rotate_half
 from interp_core.core.errors import UnknownHookError
 
@@ -89,6 +89,16 @@ class NeoXAdapter(Adapter):
             ln1_w=block.input_layernorm.weight.detach(), ln1_b=norm_bias(block.input_layernorm),
             ln2_w=block.post_attention_layernorm.weight.detach(), ln2_b=norm_bias(block.post_attention_layernorm),
         )
+
+    def block_parts(self, layer: int) -> BlockParts:
+        block = self.layers[layer]
+        d_head = self.d_head
+
+        def qkv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            per_head = block.attention.query_key_value(x).unflatten(-1, (-1, 3 * d_head))  # (tokens, head, [q|k|v])
+            return tuple(per_head.split(d_head, dim=-1))  # type: ignore[return-value]
+
+        return BlockParts(block.input_layernorm, block.post_attention_layernorm, block.mlp, qkv, block.attention.dense)
 
     def rotary(self, layer: int, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotate the first ``rotary_ndims`` dims of ``q`` and ``k (batch, pos, head, d_head)``."""

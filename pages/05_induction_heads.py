@@ -11,7 +11,7 @@ from interp_core.techniques.composition import CompositionRequest
 from interp_core.techniques.induction import AblationRequest, InductionRequest, PromptInductionRequest, pair_matrix
 from ui import induction_views as views
 from ui import runner, state
-from ui.page import caution, explain, header, show_chart
+from ui.page import caution, explain, forget_charts, header, show_chart
 
 N_COMPOSE = 6  # previous-token x induction heads in the K-composition matrix
 ONE_HEAD_CHARTS = {"induction_head_pattern", "k_composition_into_head", "induction_own_text"}
@@ -39,7 +39,7 @@ views.show_score_grids(result)
 def one_head() -> None:
     """Section 3: one head's pattern, the earlier heads that feed its keys, and your own text; picking another
     head or typing reruns only this, reading the cached scores."""
-    views.forget_charts(ONE_HEAD_CHARTS)
+    forget_charts(ONE_HEAD_CHARTS)
     st.subheader("3 · One head: its pattern, what feeds it, your own text")
     ranked = [h["label"] for h in result.top_heads(n_layers * n_heads)]
     chosen = st.selectbox("Head to look at (ranked by induction score)", ranked, key="ind_head", bind="query-params")
@@ -80,7 +80,7 @@ def one_head() -> None:
 @st.fragment
 def ablation() -> None:
     """Section 4: ablate on request; a click reruns only this."""
-    views.forget_charts({"induction_ablation"})
+    forget_charts({"induction_ablation"})
     st.subheader("4 · Evidence: knock the heads out")
     a1, a2, a3, a4 = st.columns(4)
     half = (n_layers * n_heads) // 2

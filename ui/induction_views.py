@@ -184,8 +184,3 @@ def pair_frame(pairs: np.ndarray, previous: list[str], induction: list[str], bas
     df["times_random"] = df["k_composition"] / baseline
     return df
 
-
-def forget_charts(names: set[str]) -> None:
-    """Drop this fragment's charts of its previous run from the page report (a fragment rerun draws them again)."""
-    items = st.session_state.setdefault("_report_items", [])
-    items[:] = [item for item in items if item["name"] not in names]

@@ -8,7 +8,8 @@ import streamlit as st
 
 from interp_core.core.head_id import HeadId, head_label
 from interp_core.techniques.composition import CompositionRequest
-from interp_core.techniques.induction import AblationRequest, InductionRequest, PromptInductionRequest, pair_matrix
+from interp_core.techniques.induction import InductionRequest, PromptInductionRequest, pair_matrix
+from interp_core.techniques.induction_ablation import AblationRequest
 from ui import induction_views as views
 from ui import runner, state
 from ui.page import caution, explain, forget_charts, header, show_chart

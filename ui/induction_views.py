@@ -13,7 +13,8 @@ import streamlit as st
 
 from interp_core import LoadedModel
 from interp_core.core.loading import TOY_PREFIX
-from interp_core.techniques.induction import AblationEvidence, RepeatedResult
+from interp_core.techniques.induction import RepeatedResult
+from interp_core.techniques.induction_ablation import AblationEvidence
 from interp_core.techniques.toy.analysis import example_prompt
 from interp_core.techniques.toy.tasks import TASKS
 from interp_core.techniques.toy.train import task_of_toy

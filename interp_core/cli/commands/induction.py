@@ -8,7 +8,8 @@ import argparse
 
 from interp_core.cli.support import model_from_args, request_from_args
 from interp_core.techniques.contract import run as run_technique
-from interp_core.techniques.induction import DEFAULT_HIGH, DEFAULT_LOW, AblationRequest, InductionRequest
+from interp_core.techniques.induction import DEFAULT_HIGH, DEFAULT_LOW, InductionRequest
+from interp_core.techniques.induction_ablation import AblationRequest
 
 NAME = "induction"
 HELP = "induction heads: per-head induction/previous-token scores and the loss of each half on repeated random tokens"

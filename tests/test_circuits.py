@@ -306,3 +306,27 @@ def test_default_model_previous_token_head_k_composes_into_induction_head(defaul
     grid = copying_scores(default_model)
     assert grid.full.shape == (30, 9)
     assert grid.full.max() > 0.99  # several late heads are near-perfect copiers (measured 0.999)
+
+
+class TestRequests:
+    def test_requests_give_the_functions_results_and_tables(self, tiny_gpt2):
+        """Each request runs its function; its tables hold the result's numbers, one row per head or cell."""
+        from interp_core.techniques.circuits import CopyingRequest, OVRequest, PositionalQKRequest, QKRequest
+        from interp_core.techniques.composition import CompositionRequest
+        from interp_core.techniques.contract import run
+
+        grid = run(tiny_gpt2, CopyingRequest())
+        np.testing.assert_array_equal(grid.tables()["copying_full"]["copying"], grid.full.ravel())
+        ov = run(tiny_gpt2, OVRequest(1, 2, (3, 5), 4))
+        assert list(ov.tables()["ov_top_tokens"]["rank of itself"]) == list(ov.self_rank)
+        np.testing.assert_array_equal(ov.tables()["ov_eigenvalues_full"]["real"], ov.full_eigenvalues.real)
+        qk = run(tiny_gpt2, QKRequest(1, 2, (3, 5), (7,)))
+        assert list(qk.tables()["qk_tokens"]["score"]) == list(qk.scores.ravel())
+        pos = run(tiny_gpt2, PositionalQKRequest(1, 2, 8)).tables()["qk_positions"]
+        assert len(pos) == 8 * 9 // 2  # keys up to the query only
+        comp = run(tiny_gpt2, CompositionRequest(1, 2))
+        assert comp.baseline_std > 0 and len(comp.tables()["composition_top_pairs"]) == 12
+        with pytest.raises(OutOfRangeError, match="top_k"):
+            OVRequest(1, 2, (), 0)
+        with pytest.raises(OutOfRangeError, match="head"):
+            run(tiny_gpt2, CompositionRequest(1, 9))

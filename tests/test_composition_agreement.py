@@ -10,10 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from page_harness import open_page
 
 from interp_core.core.model import LoadedModel
 from interp_core.techniques import induction
-from interp_core.techniques.composition import composition_scores, random_baseline
+from interp_core.techniques.composition import CompositionRequest, composition_scores, random_baseline
+from interp_core.techniques.contract import run
 
 # The scores are ratios of norms computed in float32 (composition._scores_into); the dense
 # reference is float64. A relative error of 1e-5 is ~100x float32's epsilon.
@@ -85,3 +87,42 @@ class TestKCompositionAgreement:
         base = random_baseline(model.info.d_model, model.info.d_head)
         assert kc.baseline_mean == circuits.baseline["k"] == base.mean
         assert kc.baseline_std == base.std > 0
+
+
+class TestPagesShareOneRequest:
+    """Both pages run :class:`CompositionRequest` (the Induction page reads its K column), so they share one
+    cache entry; these tests hold the pages themselves to that, on the tables they chart and offer as downloads."""
+
+    def test_induction_tables_are_the_circuits_tables(self, model):
+        """The Induction page's pair matrix (pair_matrix over the requests' K grids) equals the engine's own pairs."""
+        sources, targets = [(0, 0), (0, 3), (1, 1)], [(1, 2), (1, 0)]
+        results = {t: run(model, CompositionRequest(*t)) for t in targets}
+        pairs = induction.pair_matrix({t: r.k for t, r in results.items()}, sources, targets)
+        np.testing.assert_array_equal(pairs, induction.k_composition_pairs(model, sources, targets))
+        table = results[(1, 2)].tables()["composition_k"]
+        np.testing.assert_array_equal(table["score"], composition_scores(model, 1, 2).k.ravel())
+        assert list(table["label"]) == [f"L0H{h}" for h in range(model.info.n_heads)]
+
+    def test_the_two_pages_chart_the_same_numbers(self, request, model):
+        """On the rendered pages: the Induction page's "every earlier head -> L1H2" data equals the Circuits
+        page's K-composition data for L1H2 (scores and score over the baseline)."""
+        family = "gpt2" if model.info.norm == "layernorm" else "llama"
+        directory = request.getfixturevalue("tiny_model_dirs")[family]
+        induction_page = open_page("pages/05_induction_heads.py", directory, ind_len=12, ind_head="L1H2").run()
+        circuits_page = open_page("pages/09_circuits.py", directory, circ_layer=1, circ_head=2).run()
+        for at in (induction_page, circuits_page):
+            assert not at.exception and [e.value for e in at.error] == []
+        ind = charted(induction_page, "k_composition_into_head")
+        circ = charted(circuits_page, "composition_k")
+        assert len(ind) == model.info.n_heads and ind["k_composition"].std() > 0  # not degenerate
+        np.testing.assert_array_equal(ind["k_composition"], circ["score"])
+        np.testing.assert_array_equal(ind["times_random"], circ["× baseline"])
+        expected = composition_scores(model, 1, 2).k.ravel()
+        np.testing.assert_allclose(ind["k_composition"], expected, rtol=1e-6)
+
+
+def charted(at, name: str):
+    """The data a page charted under ``name`` (what its download buttons offer)."""
+    found = [item["data"] for item in at.session_state["_report_items"] if item["name"] == name]
+    assert len(found) == 1, f"{name} charted {len(found)} times"
+    return found[0]

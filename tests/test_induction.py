@@ -19,6 +19,7 @@ from interp_core import cli, load_model
 from interp_core.core.errors import BadPromptError, OutOfRangeError, WorkbenchError
 from interp_core.core.model import LoadedModel
 from interp_core.techniques import induction as ind
+from interp_core.techniques import induction_ablation as abl
 from interp_core.techniques.ablation import ablation_hooks
 from interp_core.techniques.head_scores import repeated_induction_score
 from interp_core.testing.tiny_models import save_tiny_model
@@ -130,24 +131,24 @@ class TestAblationEvidence:
     def test_random_heads_share_layers_and_avoid_targets(self):
         """Random heads come from the targets' layers, never the targets, reproducibly."""
         targets = [(3, 1), (3, 4), (7, 0)]
-        a = ind.random_heads_like(targets, 10, 9, np.random.default_rng(0))
-        b = ind.random_heads_like(targets, 10, 9, np.random.default_rng(0))
+        a = abl.random_heads_like(targets, 10, 9, np.random.default_rng(0))
+        b = abl.random_heads_like(targets, 10, 9, np.random.default_rng(0))
         assert a == b and len(set(a)) == 3 and not set(a) & set(targets)
         assert sorted(L for L, _ in a) == [3, 3, 7]
 
     def test_full_layer_falls_back_to_other_layers(self):
         """When a layer has no other heads left, the draw still returns distinct non-target heads."""
         targets = [(1, 0), (1, 1), (1, 2)]
-        heads = ind.random_heads_like(targets, 2, 4, np.random.default_rng(1))
+        heads = abl.random_heads_like(targets, 2, 4, np.random.default_rng(1))
         assert len(set(heads)) == 3 and not set(heads) & set(targets) and (1, 3) in heads
 
     def test_losses_match_direct_ablation(self, tiny_gpt2):
         """The recorded ablated losses equal a forward with the same ablation hooks."""
-        ev = ind.ablation_evidence(tiny_gpt2, 8, 2, seed=3, k=2, method="mean", n_draws=2)
+        ev = abl.ablation_evidence(tiny_gpt2, 8, 2, seed=3, k=2, method="mean", n_draws=2)
         tokens = ind.repeated_tokens(tiny_gpt2, 8, 2, 3)
         assert ev.loss_clean == pytest.approx(ind.run_repeated(tiny_gpt2, 8, 2, 3).loss, abs=1e-5)
         top = [(h["layer"], h["head"]) for h in ind.run_repeated(tiny_gpt2, 8, 2, 3).top_heads(2)]
-        heads = [ind.random_heads_like(top, 2, 4, np.random.default_rng(0))]
+        heads = [abl.random_heads_like(top, 2, 4, np.random.default_rng(0))]
         assert [ind.head_label(*h) for h in heads[0]] == list(ev.random_sets[0])
         ref_batch = torch.cat([ind.repeated_tokens(tiny_gpt2, 8, 2, 3 + 1 + i) for i in range(8)])
         from interp_core.techniques.ablation import reference_activations
@@ -160,9 +161,9 @@ class TestAblationEvidence:
 
     def test_bad_k(self, tiny_gpt2):
         with pytest.raises(OutOfRangeError, match="k must be"):
-            ind.ablation_evidence(tiny_gpt2, 8, 2, k=5)
+            abl.ablation_evidence(tiny_gpt2, 8, 2, k=5)
         with pytest.raises(WorkbenchError, match="method"):
-            ind.ablation_evidence(tiny_gpt2, 8, 2, k=1, method="resample")
+            abl.ablation_evidence(tiny_gpt2, 8, 2, k=1, method="resample")
 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
@@ -213,6 +214,40 @@ class TestKComposition:
             assert folded[h] == pytest.approx(float(reference), rel=1e-5)  # float32 ratio vs float64 reference
 
 
+class TestRequests:
+    def test_requests_validate_before_any_model(self):
+        """Bad lengths, copies, seeds and ablation options fail when the request is built; equal requests are one key."""
+        assert ind.InductionRequest(10, 2, 3) == ind.InductionRequest(10, 2, 3)
+        assert hash(ind.InductionRequest(10, 2, 3)) == hash(ind.InductionRequest(10, 2, 3))
+        with pytest.raises(BadPromptError, match="at least 2"):
+            ind.InductionRequest(1)
+        with pytest.raises(BadPromptError, match="repeats"):
+            ind.InductionRequest(5, 1)
+        with pytest.raises(OutOfRangeError, match="seed"):
+            ind.InductionRequest(5, 2, -(2**64))
+        with pytest.raises(WorkbenchError, match="method"):
+            abl.AblationRequest(8, method="resample")
+        with pytest.raises(OutOfRangeError, match="draws"):
+            abl.AblationRequest(8, draws=0)
+
+    def test_run_equals_the_functions(self, tiny_gpt2):
+        """run() gives the engine functions' results; k beyond half the heads is refused against the model."""
+        from interp_core.techniques.contract import run
+
+        got = run(tiny_gpt2, ind.InductionRequest(8, 2, 3))
+        expected = ind.run_repeated(tiny_gpt2, 8, 2, 3)
+        assert cli.to_jsonable(got.to_json(4)) == cli.to_jsonable(expected.to_json(4))
+        tables = got.tables()
+        np.testing.assert_array_equal(tables["induction_scores"]["induction"], got.induction.ravel())
+        assert list(tables["induction_loss_by_position"]["part"]).count("first copy") == 8
+        assert got.pattern_table(1, 2)["target"].sum() == 8  # one stripe cell per query of the second copy
+        ev = run(tiny_gpt2, abl.AblationRequest(8, 2, 3, k=2, draws=2))
+        bars = ev.tables()["induction_ablation"]
+        assert list(bars["loss"]) == [ev.clean_repeated, ev.top_repeated, *ev.random_repeated]
+        with pytest.raises(OutOfRangeError, match="k must be"):
+            run(tiny_gpt2, abl.AblationRequest(8, k=5))
+
+
 class TestCli:
     def test_json_contract(self, tiny_model_dirs, capsys):
         """`induction --json` prints the contract keys, equal to the engine's values."""
@@ -254,6 +289,17 @@ class TestPage:
         assert not page.exception and [e.value for e in page.error] == []
         assert len(page.get("arrow_vega_lite_chart")) + len(page.get("vega_lite_chart")) == charts + 1
 
+    def test_picking_a_head_redraws_only_its_section(self, page):
+        """Another head: its pattern and K-composition are drawn again, once each in the report; the scores stay."""
+        page.run()
+        other = page.selectbox(key="ind_head").options[-1]
+        page.selectbox(key="ind_head").set_value(other).run()
+        assert not page.exception and [e.value for e in page.error] == []
+        names = [item["name"] for item in page.session_state["_report_items"]]
+        assert len(names) == len(set(names)) and "induction_scores" in names
+        pattern = next(item for item in page.session_state["_report_items"] if item["name"] == "induction_head_pattern")
+        assert pattern["chart"].layer[0].title.startswith(other)
+
     def test_too_long_is_shortened_to_fit(self, page):
         """A length kept from a longer-context model is cut to what two copies allow, with a note."""
         page.session_state["ind_len"] = 100  # BOS + 2 x 100 > the tiny model's 128 positions
@@ -277,7 +323,7 @@ class TestPage:
 @pytest.mark.slow
 def test_default_model_copies_and_its_induction_heads_matter(default_model):
     """SmolLM2-135M: repeated half several nats easier; ablating the top induction heads hurts more than random ones."""
-    ev = ind.ablation_evidence(default_model, 50, 2, seed=0, k=5, method="zero", n_draws=3)
+    ev = abl.ablation_evidence(default_model, 50, 2, seed=0, k=5, method="zero", n_draws=3)
     first, repeated = ind.half_means(ev.loss_clean, 50)
     assert first - repeated > 5.0  # measured 12.96 vs 2.29
     assert ev.top == ("L18H6", "L17H3", "L17H4", "L17H5", "L18H7")

@@ -4,6 +4,7 @@
 - :func:`explain`: how to read a chart; an expander, collapsed in presenter mode.
 - :func:`show_chart`: an Altair chart with CSV/JSON downloads of its data next to it; the
   chart is also recorded for the page's one-file report.
+- :func:`forget_charts`: a fragment's charts leave the report before the fragment draws them again.
 - :func:`caution`: the line on what a picture does and does not show.
 - :func:`presets`: the one preset mechanism: buttons that fill the page's inputs, one of them on first visit.
 - :func:`url_names_options`: let a link name an option of a formatted widget by its value.
@@ -35,6 +36,13 @@ def explain(markdown: str, *, label: str = "How to read this") -> None:
     """A short explanation next to a chart (collapsed in presenter mode)."""
     with st.expander(label, expanded=not presenter_mode()):
         st.markdown(markdown)
+
+
+def forget_charts(names: set[str]) -> None:
+    """Drop the charts named ``names`` from the page report: a fragment calls this first, since a rerun of the
+    fragment alone draws its charts again (and :func:`header`, which starts the list afresh, does not run)."""
+    items = st.session_state.setdefault("_report_items", [])
+    items[:] = [item for item in items if item["name"] not in names]
 
 
 def caution(markdown: str) -> None:

@@ -37,16 +37,17 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from interp_core.core.errors import OutOfRangeError, WorkbenchError, check_index
 from interp_core.core.model import LoadedModel
-
-Progress = Callable[[float, str], None]
+from interp_core.techniques.contract import Progress, Request
+from interp_core.techniques.head_scores import head_table
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,10 @@ class CopyingScores:
         if self.full.shape != self.basic.shape:
             raise ValueError(f"full {self.full.shape} and basic {self.basic.shape} copying grids differ in shape")
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``copying_full`` / ``copying_basic``: one row per head with its full-OV / residual-space copying score."""
+        return {"copying_full": head_table(self.full, "copying"), "copying_basic": head_table(self.basic, "copying")}
+
     def to_json(self) -> dict:
         return {"copying_score": self.full, "basic_copying_score": self.basic, "fold_norms": self.fold_norms, "seconds": self.seconds}
 
@@ -216,6 +221,18 @@ class OVCircuit:
     def basic_copying(self) -> float:
         return float(copying_score(self.basic_eigenvalues))
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``ov_eigenvalues_basic`` / ``ov_eigenvalues_full``: one row per eigenvalue (by magnitude);
+        ``ov_top_tokens``: per input token, its own rank and the tokens it raises most."""
+        out = {f"ov_eigenvalues_{stem}": _eigen_frame(values) for stem, values in (("basic", self.basic_eigenvalues), ("full", self.full_eigenvalues))}
+        out["ov_top_tokens"] = pd.DataFrame({
+            "input token": [repr(s) for s in self.input_strings],
+            "rank of itself": self.self_rank,
+            "raises most (W_E[t] W_OV W_U)": [" · ".join(repr(t) for t in row) for row in self.top_strings],
+            "top value": self.top_values[:, 0] if len(self.top_values) else [],
+        })
+        return out
+
     def to_json(self) -> dict:
         return {
             "layer": self.layer, "head": self.head, "fold_norms": self.fold_norms, "seconds": self.seconds,
@@ -227,6 +244,12 @@ class OVCircuit:
                 for s, t, r, strings, vals in zip(self.input_strings, self.input_tokens, self.self_rank, self.top_strings, self.top_values)
             ],
         }
+
+
+def _eigen_frame(values: np.ndarray) -> pd.DataFrame:
+    frame = pd.DataFrame({"rank": range(len(values)), "real": values.real, "imag": values.imag, "magnitude": np.abs(values)})
+    frame["sign"] = np.where(frame["real"] >= 0, "Re λ ≥ 0", "Re λ < 0")
+    return frame
 
 
 def check_head(model: LoadedModel, layer: int, head: int) -> None:
@@ -304,6 +327,22 @@ class QKCircuit:
     def to_json(self) -> dict:
         return {"kind": self.kind, "scores": self.scores, "query": list(self.query_labels), "key": list(self.key_labels)}
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``qk_tokens`` (rows ``"i:'token'"``) or ``qk_positions``: one row per (query, key) cell with its score;
+        positions: only keys up to the query."""
+        if self.kind == "position":
+            q, k = np.meshgrid(np.arange(len(self.query_labels)), np.arange(len(self.key_labels)), indexing="ij")
+            frame = pd.DataFrame({"query position": q.ravel(), "key position": k.ravel(), "score": self.scores.ravel()})
+            return {"qk_positions": frame.dropna().reset_index(drop=True)}
+        queries, keys = self.axis_labels()
+        q, k = np.meshgrid(np.arange(len(queries)), np.arange(len(keys)), indexing="ij")
+        return {"qk_tokens": pd.DataFrame({"query": [queries[i] for i in q.ravel()], "key": [keys[j] for j in k.ravel()],
+                                           "score": self.scores.ravel()})}
+
+    def axis_labels(self) -> tuple[list[str], list[str]]:
+        """Unique axis names ``"i:'token'"`` (a token may be asked for twice)."""
+        return ([f"{i}:{s!r}" for i, s in enumerate(self.query_labels)], [f"{i}:{s!r}" for i, s in enumerate(self.key_labels)])
+
 
 def _qk_scores(model: LoadedModel, layer: int, head: int, x_q: torch.Tensor, x_k: torch.Tensor, fold_norms: bool) -> np.ndarray:
     heads = layer_heads(model, layer, fold_norms=fold_norms)
@@ -352,3 +391,80 @@ def positional_qk(model: LoadedModel, layer: int, head: int, *, n_positions: int
     scores[np.triu_indices(n, k=1)] = np.nan  # a query never sees later keys
     labels = tuple(str(i) for i in range(n))
     return QKCircuit(layer, head, scores, labels, labels, "position", fold_norms, time.perf_counter() - started)
+
+
+# --- requests: what the Circuits page and the CLI run ----------------------------------------
+
+
+@dataclass(frozen=True)
+class CopyingRequest(Request):
+    """Full-OV and residual-space copying scores of every head."""
+
+    fold_norms: bool = True
+    label = "Eigenvalues of every head's OV circuit"
+    heavy = True
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> CopyingScores:
+        return copying_scores(model, fold_norms=self.fold_norms, on_progress=on_progress)
+
+
+@dataclass(frozen=True)
+class OVRequest(Request):
+    """One head's OV eigenvalues, and the tokens each of ``tokens`` (ids) raises most."""
+
+    layer: int
+    head: int
+    tokens: tuple[int, ...] = ()
+    top_k: int = 10
+    fold_norms: bool = True
+    label = "Eigenvalues of the head's OV circuit"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tokens", tuple(int(t) for t in self.tokens))
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, np.integer)) or not 1 <= self.top_k <= 100:
+            raise OutOfRangeError(f"top_k must be between 1 and 100, got {self.top_k}.")
+
+    def check(self, model: LoadedModel) -> None:
+        check_head(model, self.layer, self.head)
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> OVCircuit:
+        return ov_circuit(model, self.layer, self.head, self.tokens, top_k=self.top_k, fold_norms=self.fold_norms)
+
+
+@dataclass(frozen=True)
+class QKRequest(Request):
+    """One head's token x token QK scores (position ignored) for query and key token ids."""
+
+    layer: int
+    head: int
+    query_tokens: tuple[int, ...]
+    key_tokens: tuple[int, ...]
+    fold_norms: bool = True
+    label = "Reading the head's QK circuit"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "query_tokens", tuple(int(t) for t in self.query_tokens))
+        object.__setattr__(self, "key_tokens", tuple(int(t) for t in self.key_tokens))
+
+    def check(self, model: LoadedModel) -> None:
+        check_head(model, self.layer, self.head)
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> QKCircuit:
+        return qk_circuit(model, self.layer, self.head, self.query_tokens, self.key_tokens, fold_norms=self.fold_norms)
+
+
+@dataclass(frozen=True)
+class PositionalQKRequest(Request):
+    """One head's position x position QK scores over the first ``n_positions`` learned positions."""
+
+    layer: int
+    head: int
+    n_positions: int = 64
+    fold_norms: bool = True
+    label = "Reading the head's positional QK circuit"
+
+    def check(self, model: LoadedModel) -> None:
+        check_head(model, self.layer, self.head)
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> QKCircuit:
+        return positional_qk(model, self.layer, self.head, n_positions=self.n_positions, fold_norms=self.fold_norms)

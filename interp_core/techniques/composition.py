@@ -25,19 +25,20 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
 
 from interp_core.core.errors import OutOfRangeError
 from interp_core.core.head_id import head_label
 from interp_core.core.model import LoadedModel
 from interp_core.techniques.circuits import check_head, layer_heads, ov_weights
+from interp_core.techniques.contract import Progress, Request
+from interp_core.techniques.head_scores import head_table
 
-Progress = Callable[[float, str], None]
 KINDS = ("q", "k", "v")
 
 
@@ -113,6 +114,9 @@ def _scores_into(left: tuple[torch.Tensor, torch.Tensor], rights: dict[str, tupl
     return out
 
 
+_PAIR_COLUMNS = ("from", "to", "kind", "score", "baseline", "excess", "ratio")
+
+
 @dataclass(frozen=True)
 class CompositionScores:
     """Q-, K- and V-composition from every head of layers ``0 .. layer-1`` into ``(layer, head)``.
@@ -120,7 +124,8 @@ class CompositionScores:
     Attributes:
         q, k, v: ``(layer, n_heads)``: row ``l``, column ``h`` = score of head ``l.h`` into the
             chosen head (empty ``(0, n_heads)`` for layer 0).
-        baseline: mean score of random matrices of the same shapes, per kind.
+        baseline: mean score of random matrices of the same shapes, per kind (one number: the shapes are
+            the same); baseline_std: the spread of those random scores.
         labels: ``(layer, n_heads)`` names ``"L{l}H{h}"`` of the earlier heads.
     """
 
@@ -134,6 +139,7 @@ class CompositionScores:
     fold_norms: bool
     seconds: float
     n_random: int = field(default=64)
+    baseline_std: float = field(default=float("nan"))
 
     def __post_init__(self) -> None:
         for kind in KINDS:
@@ -152,6 +158,17 @@ class CompositionScores:
                     "score": float(score), "baseline": base, "excess": float(score) - base, "ratio": float(score) / base,
                 })
         return sorted(rows, key=lambda r: -r["excess"])[:n]
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``composition_q`` / ``_k`` / ``_v``: one row per earlier head (``label``, ``score`` and the score
+        over the random baseline); ``composition_top_pairs``: the strongest 12 pairs (:meth:`top_pairs`)."""
+        out = {}
+        for kind in KINDS:
+            frame = head_table(getattr(self, kind), "score")
+            frame["times_random"] = frame["score"] / self.baseline[kind]
+            out[f"composition_{kind}"] = frame
+        out["composition_top_pairs"] = pd.DataFrame(self.top_pairs(12), columns=list(_PAIR_COLUMNS))
+        return out
 
     def to_json(self) -> dict:
         return {"q": self.q, "k": self.k, "v": self.v, "baseline": self.baseline, "labels": self.labels.tolist(), "seconds": self.seconds}
@@ -187,11 +204,39 @@ def composition_scores(
             if on_progress:
                 on_progress((earlier + 1) / (layer + 1), f"layer {earlier + 1}/{layer}")
         info = model.info
-        base = random_baseline(info.d_model, info.d_head, n_samples=n_random, seed=seed).mean
-        baseline = {kind: base for kind in KINDS}
+        random = random_baseline(info.d_model, info.d_head, n_samples=n_random, seed=seed)
+        baseline = {kind: random.mean for kind in KINDS}
     if on_progress:
         on_progress(1.0, "random baseline")
     labels = np.array([[head_label(i, h) for h in range(n_heads)] for i in range(layer)], dtype=object).reshape(layer, n_heads)
     return CompositionScores(
-        layer, head, scores["q"], scores["k"], scores["v"], baseline, labels, fold_norms, time.perf_counter() - started, n_random
+        layer, head, scores["q"], scores["k"], scores["v"], baseline, labels, fold_norms, time.perf_counter() - started, n_random,
+        baseline_std=random.std,
     )
+
+
+@dataclass(frozen=True)
+class CompositionRequest(Request):
+    """Q-, K- and V-composition of every earlier head into head ``(layer, head)``, with the random baseline.
+
+    The one request both the Circuits page (all three kinds) and the Induction page (the K column)
+    run, so the two pages share one cache entry and can never show different numbers.
+    """
+
+    layer: int
+    head: int
+    fold_norms: bool = True
+    n_random: int = 64
+    seed: int = 0
+    label = "Reading composition scores from the weights"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n_random, bool) or not isinstance(self.n_random, (int, np.integer)) or not 1 <= self.n_random <= 10_000:
+            raise OutOfRangeError(f"n_random must be between 1 and 10000, got {self.n_random}.")
+
+    def check(self, model: LoadedModel) -> None:
+        check_head(model, self.layer, self.head)
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> CompositionScores:
+        return composition_scores(model, self.layer, self.head, fold_norms=self.fold_norms, n_random=self.n_random,
+                                  seed=self.seed, on_progress=on_progress)

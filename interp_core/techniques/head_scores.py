@@ -18,6 +18,9 @@ Every function takes patterns shaped ``(..., query, key)`` (any leading axes, e.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+
+from interp_core.core.head_id import head_label
 
 
 def previous_token_attention(pattern: np.ndarray) -> np.ndarray:
@@ -116,3 +119,14 @@ def attention_entropy(pattern: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(pattern > 0, -pattern * np.log(pattern), 0.0)
     return terms.sum(-1).mean(-1)
+
+
+def head_table(values: np.ndarray, name: str) -> pd.DataFrame:
+    """``(layer, head) -> `` a long frame, one row per head: ``layer``, ``head``, ``label`` (``"L3H7"``) and ``name``.
+
+    The table every per-head grid of scores is drawn and downloaded from.
+    """
+    layers, heads = np.meshgrid(np.arange(values.shape[0]), np.arange(values.shape[1]), indexing="ij")
+    frame = pd.DataFrame({"layer": layers.ravel().tolist(), "head": heads.ravel().tolist(), name: np.asarray(values).ravel()})
+    frame["label"] = [head_label(layer, head) for layer, head in zip(frame["layer"], frame["head"])]
+    return frame

@@ -11,7 +11,8 @@ position. An *induction head* in a later layer then uses that as its key (K-comp
 its query "I am ``A``" matches the key of the position after the earlier ``A``, so it
 attends there (the stripe ``key = query - T + 1``) and its OV circuit copies that token to the
 output. Scores (``../shared/GUIDE.md`` §3) find the heads; ablating them and measuring the
-repeated-half loss tests that they matter; the K-composition score
+repeated-half loss tests that they matter (:mod:`interp_core.techniques.induction_ablation`); the
+K-composition score
 ``||W_OV^early W_QK^late^T||_F / (||W_OV^early||_F ||W_QK^late||_F)`` tests that the weights
 wire them together.
 
@@ -20,21 +21,28 @@ Shapes follow :mod:`interp_core.core.names`; losses are in nats.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
-from interp_core.core.errors import BadPromptError, OutOfRangeError, WorkbenchError, check_index
+from interp_core.core.errors import BadPromptError, OutOfRangeError, check_index
 from interp_core.core.head_id import head_label
 from interp_core.core.model import LoadedModel
 from interp_core.core.names import hook_name
-from interp_core.techniques.ablation import ablation_hooks, reference_activations
-from interp_core.techniques.composition import composition_scores, random_baseline
-from interp_core.techniques.head_scores import induction_mask, induction_score, previous_token_score, repeated_induction_score
+from interp_core.techniques.composition import composition_scores
+from interp_core.techniques.contract import Progress, Request
+from interp_core.techniques.head_scores import (
+    head_table,
+    induction_mask,
+    induction_score,
+    induction_stripe_mask,
+    previous_token_score,
+    repeated_induction_score,
+)
 
-Progress = Callable[[float, str], None]
 DEFAULT_LOW, DEFAULT_HIGH = 1000, 20000  # the GUIDE's id range for SmolLM2-135M
 
 
@@ -70,10 +78,7 @@ def repeated_tokens(model: LoadedModel, length: int, n_repeats: int = 2, seed: i
             f"The token id range [low, high) is empty: low = {low}, high = {high}. Give a high above low, "
             f"e.g. low {DEFAULT_LOW} and high {DEFAULT_HIGH} (clipped to this model's {model.info.d_vocab} tokens)."
         )
-    if length < 2:
-        raise BadPromptError(f"The repeated sequence needs at least 2 tokens, got {length}.")
-    if n_repeats < 2:
-        raise BadPromptError(f"Induction needs the sequence at least twice (repeats >= 2), got {n_repeats}.")
+    check_copies(length, n_repeats)
     total = 1 + length * n_repeats
     if total > model.info.n_ctx:
         raise BadPromptError(
@@ -96,11 +101,34 @@ def repeated_tokens(model: LoadedModel, length: int, n_repeats: int = 2, seed: i
     return torch.cat([torch.tensor([bos]), r.repeat(n_repeats)])[None]
 
 
+def check_copies(length: int, n_repeats: int) -> None:
+    """Raise BadPromptError unless ``length >= 2`` tokens are repeated ``n_repeats >= 2`` times."""
+    for name, value in (("length", length), ("repeats", n_repeats)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise BadPromptError(f"The {name} of the repeated sequence must be a whole number, got {value!r}.")
+    if length < 2:
+        raise BadPromptError(f"The repeated sequence needs at least 2 tokens, got {length}.")
+    if n_repeats < 2:
+        raise BadPromptError(f"Induction needs the sequence at least twice (repeats >= 2), got {n_repeats}.")
+
+
 def check_seed(seed: int) -> int:
     """Return ``seed`` if a torch generator takes it (``-2**63 <= seed < 2**64``), else raise OutOfRangeError."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not -(2**63) <= int(seed) < 2**64:
         raise OutOfRangeError(f"The seed must be a whole number from 0 to {2**64 - 1} (e.g. 0), got {seed!r}.")
     return int(seed)
+
+
+def pattern_table(pattern: np.ndarray, tokens: Sequence[str], mask: np.ndarray) -> pd.DataFrame:
+    """One head's ``(query, key)`` pattern as one row per visible cell (``key <= query``): positions, their
+    tokens, the attention, and ``target``: whether ``mask`` (an ideal induction head's cells) holds it."""
+    n = len(tokens)
+    q, k = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    keep = k <= q
+    frame = pd.DataFrame({"query": q[keep], "key": k[keep], "attention": pattern[keep], "target": mask[keep]})
+    frame["query_token"] = [tokens[i] for i in frame["query"]]
+    frame["key_token"] = [tokens[j] for j in frame["key"]]
+    return frame
 
 
 def _patterns(cache: dict[str, torch.Tensor], n_layers: int, row: int = 0) -> np.ndarray:
@@ -172,6 +200,22 @@ class RepeatedResult:
             "loss": self.loss, "top_heads": self.top_heads(k),
         }
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``induction_loss_by_position``: the loss of predicting each token and the copy it is in;
+        ``induction_scores`` / ``previous_token_scores``: one row per head; ``induction_top_heads``: the best 10."""
+        positions = np.arange(1, len(self.tokens))
+        loss = pd.DataFrame({"position": positions, "token": list(self.token_strings[1:]), "loss": self.loss,
+                             "part": np.where(positions <= self.length, "first copy", "later copies")})
+        return {
+            "induction_loss_by_position": loss, "induction_scores": head_table(self.induction, "induction"),
+            "previous_token_scores": head_table(self.previous_token, "previous_token"),
+            "induction_top_heads": pd.DataFrame(self.top_heads(min(10, self.induction.size))),
+        }
+
+    def pattern_table(self, layer: int, head: int) -> pd.DataFrame:
+        """Head ``(layer, head)``'s pattern on the sequence (:func:`pattern_table`), the induction stripe as targets."""
+        return pattern_table(self.patterns[layer, head], self.token_strings, induction_stripe_mask(len(self.tokens), self.length))
+
 
 def run_repeated(model: LoadedModel, length: int = 50, n_repeats: int = 2, seed: int = 0, *,
                  low: int = DEFAULT_LOW, high: int = DEFAULT_HIGH, on_progress: Progress | None = None) -> RepeatedResult:
@@ -211,6 +255,14 @@ class PromptInduction:
     pattern: np.ndarray
     mask: np.ndarray
 
+    def to_json(self) -> dict:
+        return {"tokens": list(self.token_strings), "induction": self.scores, "layer": self.layer, "head": self.head,
+                "pattern": self.pattern, "mask": self.mask}
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``induction_own_text``: the head's pattern, the token after each earlier copy as targets."""
+        return {"induction_own_text": pattern_table(self.pattern, self.token_strings, self.mask)}
+
 
 def prompt_induction(model: LoadedModel, prompt: str, layer: int, head: int) -> PromptInduction:
     """Score every head's induction on ``prompt`` and return head ``(layer, head)``'s pattern."""
@@ -226,123 +278,12 @@ def prompt_induction(model: LoadedModel, prompt: str, layer: int, head: int) -> 
     )
 
 
-# --- evidence 1: ablation -----------------------------------------------------------------
-def random_heads_like(targets: list[tuple[int, int]], n_layers: int, n_heads: int,
-                      generator: np.random.Generator) -> list[tuple[int, int]]:
-    """As many random heads as ``targets``, each from the same layer as one target, none of them a target.
-
-    When a layer has too few other heads (tiny models) the rest come from any layer.
-    """
-    taken = set(targets)
-    chosen: list[tuple[int, int]] = []
-    short = 0
-    for layer in sorted({L for L, _ in targets}):
-        need = sum(1 for L, _ in targets if L == layer)
-        pool = [(layer, h) for h in range(n_heads) if (layer, h) not in taken]
-        picks = generator.permutation(len(pool))[:need]
-        chosen += [pool[i] for i in picks]
-        short += need - len(picks)
-    if short:
-        pool = [(L, h) for L in range(n_layers) for h in range(n_heads) if (L, h) not in taken and (L, h) not in chosen]
-        chosen += [pool[i] for i in generator.permutation(len(pool))[:short]]
-    return sorted(chosen)
-
-
-@dataclass(frozen=True)
-class AblationEvidence:
-    """Repeated-half loss with the top-k induction heads ablated, against k random heads.
-
-    Attributes:
-        method: ``zero`` or ``mean`` (mean over a reference batch of other repeated sequences).
-        top: labels of the ablated induction heads; random_sets: labels of each random draw.
-        loss_clean / loss_top: per-target loss ``(pos - 1,)``; loss_random: ``(draws, pos - 1)``.
-    """
-
-    method: str
-    length: int
-    top: tuple[str, ...]
-    random_sets: tuple[tuple[str, ...], ...]
-    loss_clean: np.ndarray
-    loss_top: np.ndarray
-    loss_random: np.ndarray
-
-    def __post_init__(self) -> None:
-        assert self.loss_random.shape == (len(self.random_sets), len(self.loss_clean)) == (len(self.random_sets), len(self.loss_top))
-
-    @property
-    def clean_repeated(self) -> float:
-        return half_means(self.loss_clean, self.length)[1]
-
-    @property
-    def top_repeated(self) -> float:
-        return half_means(self.loss_top, self.length)[1]
-
-    @property
-    def random_repeated(self) -> np.ndarray:
-        """Repeated-half loss of each random draw, ``(draws,)``."""
-        return self.loss_random[:, self.length:].mean(-1)
-
-    def to_json(self) -> dict:
-        rnd = self.random_repeated
-        return {
-            "method": self.method, "top_heads": list(self.top), "random_heads": [list(s) for s in self.random_sets],
-            "loss_repeated_half_clean": self.clean_repeated, "loss_repeated_half_top": self.top_repeated,
-            "loss_repeated_half_random": rnd, "rise_top": self.top_repeated - self.clean_repeated,
-            "rise_random_mean": float(rnd.mean() - self.clean_repeated), "rise_random_std": float(rnd.std()),
-        }
-
-
-def _loss_with(model: LoadedModel, tokens: torch.Tensor, heads: list[tuple[int, int]], method: str,
-               reference: dict[str, torch.Tensor] | None) -> np.ndarray:
-    hooks = ablation_hooks(model, [("head", L, h) for L, h in heads], method, reference) if heads else []
-    return token_losses(model.forward(tokens, hooks=hooks), tokens)[0].numpy()
-
-
-def ablation_evidence(model: LoadedModel, length: int = 50, n_repeats: int = 2, seed: int = 0, *, k: int = 5,
-                      method: str = "zero", n_draws: int = 5, draw_seed: int = 0, n_reference: int = 8,
-                      low: int = DEFAULT_LOW, high: int = DEFAULT_HIGH,
-                      on_progress: Progress | None = None) -> AblationEvidence:
-    """Ablate the ``k`` top induction heads of ``BOS + r * n_repeats``, then ``n_draws`` sets of
-    ``k`` random heads from the same layers, and record the loss at every position.
-
-    ``mean`` ablation replaces a head's ``z`` by its mean over ``n_reference`` other repeated
-    sequences (seeds ``seed + 1 ...``) of the same shape.
-    """
-    n_layers, n_heads = model.info.n_layers, model.info.n_heads
-    if method not in ("zero", "mean"):
-        raise WorkbenchError(f"method must be 'zero' or 'mean', got {method!r}")
-    if not 1 <= k <= (n_layers * n_heads) // 2:
-        raise OutOfRangeError(f"k must be between 1 and {(n_layers * n_heads) // 2} (half the model's heads), got {k}.")
-    if not 1 <= n_draws <= 50:
-        raise OutOfRangeError(f"the number of random draws must be between 1 and 50, got {n_draws}.")
-    scores = run_repeated(model, length, n_repeats, seed, low=low, high=high)
-    tokens = torch.as_tensor(scores.tokens)[None]
-    top = [(h["layer"], h["head"]) for h in scores.top_heads(k)]
-    reference = None
-    if method == "mean":
-        batch = torch.cat([repeated_tokens(model, length, n_repeats, seed + 1 + i, low=low, high=high) for i in range(n_reference)])
-        reference = reference_activations(model, batch, [("head", L, 0) for L in range(n_layers)])
-    generator = np.random.default_rng(draw_seed)
-    draws = [random_heads_like(top, n_layers, n_heads, generator) for _ in range(n_draws)]
-    loss_top = _loss_with(model, tokens, top, method, reference)
-    randoms = []
-    for i, heads in enumerate(draws):
-        if on_progress:
-            on_progress((i + 1) / (n_draws + 1), f"random draw {i + 1} of {n_draws}")
-        randoms.append(_loss_with(model, tokens, heads, method, reference))
-    if on_progress:
-        on_progress(1.0, "done")
-    return AblationEvidence(
-        method=method, length=length, top=tuple(head_label(*h) for h in top),
-        random_sets=tuple(tuple(head_label(*h) for h in d) for d in draws),
-        loss_clean=scores.loss, loss_top=loss_top, loss_random=np.stack(randoms),
-    )
-
 
 # --- evidence 2: K-composition in the weights ---------------------------------------------
 # One implementation for every page: :mod:`interp_core.techniques.composition` (the Circuits page's), norms
-# folded as there (LayerNorm's centring included), one random baseline. This module only picks
-# the K column and lays it out as the Induction page draws it.
+# folded as there (LayerNorm's centring included), one random baseline. The Induction page runs the very
+# same :class:`~interp_core.techniques.composition.CompositionRequest` as the Circuits page and only reads
+# its K column; the helpers below lay that column out for scripts and tests.
 @dataclass(frozen=True)
 class KComposition:
     """K-composition of every earlier head into one later head.
@@ -371,21 +312,68 @@ def k_composition(model: LoadedModel, layer: int, head: int, *, fold_norm: bool 
     """K-composition scores of every head in layers ``< layer`` into head ``(layer, head)``."""
     check_index("layer", layer, model.info.n_layers)
     check_index("head", head, model.info.n_heads)
+    comp = composition_scores(model, layer, head, fold_norms=fold_norm)
     scores = np.full((model.info.n_layers, model.info.n_heads), np.nan)
-    scores[:layer] = composition_scores(model, layer, head, fold_norms=fold_norm).k
-    baseline = random_baseline(model.info.d_model, model.info.d_head)
-    return KComposition(layer, head, scores, baseline.mean, baseline.std, fold_norm)
+    scores[:layer] = comp.k
+    return KComposition(layer, head, scores, comp.baseline["k"], comp.baseline_std, fold_norm)
+
+
+def pair_matrix(into: Mapping[tuple[int, int], np.ndarray], sources: Sequence[tuple[int, int]],
+                targets: Sequence[tuple[int, int]]) -> np.ndarray:
+    """``(len(sources), len(targets))`` scores read from ``into[target]`` (``(target layer, n_heads)``, a
+    :class:`~interp_core.techniques.composition.CompositionScores` grid); NaN where the source is not earlier.
+    Targets no source precedes may be missing from ``into``."""
+    out = np.full((len(sources), len(targets)), np.nan)
+    for j, target in enumerate(targets):
+        for i, (sl, sh) in enumerate(sources):
+            if sl < target[0]:
+                out[i, j] = into[target][sl, sh]
+    return out
 
 
 def k_composition_pairs(model: LoadedModel, sources: list[tuple[int, int]], targets: list[tuple[int, int]], *,
                         fold_norm: bool = True) -> np.ndarray:
     """``(len(sources), len(targets))`` K-composition scores; NaN where the source is not earlier."""
-    out = np.full((len(sources), len(targets)), np.nan)
-    for j, (tl, th) in enumerate(targets):
-        if not any(sl < tl for sl, _ in sources):
-            continue
-        into = composition_scores(model, tl, th, fold_norms=fold_norm).k  # (tl, n_heads)
-        for i, (sl, sh) in enumerate(sources):
-            if sl < tl:
-                out[i, j] = into[sl, check_index("head", sh, model.info.n_heads)]
-    return out
+    for _, sh in sources:
+        check_index("head", sh, model.info.n_heads)
+    fed = [t for t in targets if any(sl < t[0] for sl, _ in sources)]
+    return pair_matrix({t: composition_scores(model, *t, fold_norms=fold_norm).k for t in fed}, sources, targets)
+
+
+# --- requests: what the Induction page and the CLI run ---------------------------------------
+@dataclass(frozen=True)
+class InductionRequest(Request):
+    """Every head's induction and previous-token score and the loss at every position on
+    ``BOS + r * repeats`` (``r``: ``length`` random ids from ``[low, high)``, drawn with ``seed``)."""
+
+    length: int = 50
+    repeats: int = 2
+    seed: int = 0
+    low: int = DEFAULT_LOW
+    high: int = DEFAULT_HIGH
+    label = "Running BOS + repeated random tokens"
+    heavy = True
+
+    def __post_init__(self) -> None:
+        check_copies(self.length, self.repeats)
+        check_seed(self.seed)
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> RepeatedResult:
+        return run_repeated(model, self.length, self.repeats, self.seed, low=self.low, high=self.high, on_progress=on_progress)
+
+
+@dataclass(frozen=True)
+class PromptInductionRequest(Request):
+    """Every head's induction score on any text, and head ``(layer, head)``'s pattern on it."""
+
+    prompt: str
+    layer: int
+    head: int
+    label = "Scoring induction on your text"
+
+    def check(self, model: LoadedModel) -> None:
+        check_index("layer", self.layer, model.info.n_layers)
+        check_index("head", self.head, model.info.n_heads)
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> PromptInduction:
+        return prompt_induction(model, self.prompt, self.layer, self.head)

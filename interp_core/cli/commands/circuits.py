@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 
+from interp_core.cli.support import model_from_args
 from interp_core.core.errors import WorkbenchError
-from interp_core.techniques.circuits import copying_scores, ov_circuit, token_ids
-from interp_core.techniques.composition import composition_scores
+from interp_core.techniques.circuits import CopyingRequest, OVRequest, token_ids
+from interp_core.techniques.composition import CompositionRequest
+from interp_core.techniques.contract import run as run_technique
 
 NAME = "circuits"
 HELP = "QK/OV circuits from the weights: copying scores of every head, one head's eigenvalues and composition"
@@ -22,19 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from interp_core.cli.support import model_from_args
-
+    """The Circuits page's requests: the copying grid, then (with a head) its OV circuit and composition."""
     if (args.layer is None) != (args.head is None):
         raise WorkbenchError("Give both --layer and --head to analyse one head, or neither for the copying scores only.")
     model = model_from_args(args)
     fold = not args.no_fold
-    result = copying_scores(model, fold_norms=fold).to_json()
+    result = run_technique(model, CopyingRequest(fold)).to_json()
     if args.layer is None:
         return result
     words = [w for w in args.tokens.split(",") if w.strip()]
     ids = token_ids(model, words) if words else []
-    ov = ov_circuit(model, args.layer, args.head, ids, top_k=args.top_k, fold_norms=fold).to_json()
-    composition = composition_scores(model, args.layer, args.head, fold_norms=fold).to_json()
+    ov = run_technique(model, OVRequest(args.layer, args.head, tuple(ids), args.top_k, fold)).to_json()
+    composition = run_technique(model, CompositionRequest(args.layer, args.head, fold)).to_json()
     result.update(
         layer=args.layer,
         head=args.head,

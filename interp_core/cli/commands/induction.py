@@ -6,10 +6,17 @@ from __future__ import annotations
 
 import argparse
 
-from interp_core.techniques.induction import DEFAULT_HIGH, DEFAULT_LOW, ablation_evidence, run_repeated
+from interp_core.cli.support import model_from_args, request_from_args
+from interp_core.techniques.contract import run as run_technique
+from interp_core.techniques.induction import DEFAULT_HIGH, DEFAULT_LOW, InductionRequest
+from interp_core.techniques.induction_ablation import AblationRequest
 
 NAME = "induction"
 HELP = "induction heads: per-head induction/previous-token scores and the loss of each half on repeated random tokens"
+REQUEST = InductionRequest
+# --top is how many heads the JSON lists (a view of the scores); --ablate/--method/--draws are the
+# second request the page runs on a click (AblationRequest's k, method and draws)
+CLI_ONLY = ("top", "ablate", "method", "draws")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,15 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from interp_core.cli.support import model_from_args
-
+    request = request_from_args(InductionRequest, args)
+    ablation = request_from_args(AblationRequest, args, k=args.ablate) if args.ablate else None
     model = model_from_args(args)
-    shape = dict(low=args.low, high=args.high)
-    result = run_repeated(model, args.length, args.repeats, args.seed, **shape).to_json(args.top)
-    if args.ablate:
-        evidence = ablation_evidence(model, args.length, args.repeats, args.seed, k=args.ablate, method=args.method,
-                                     n_draws=args.draws, **shape)
-        result["ablation"] = evidence.to_json()
+    result = run_technique(model, request).to_json(args.top)
+    if ablation is not None:
+        result["ablation"] = run_technique(model, ablation).to_json()
     return result
 
 

@@ -8,17 +8,21 @@ layers, 9 heads, 3 KV heads, d_model 576, d_mlp 1536, vocab 49152) with a 20-tok
 
 - naive: one full forward pass of the corrupted prompt per patched cell (TransformerLens's way);
 - batched: the cells through the whole model in chunks of 64, only the last position unembedded;
-- batched + start at layer: :func:`interp_core.techniques.patching.exact_patching` (what the page runs);
+- exact: :func:`interp_core.techniques.patching.exact_patching` (what the page runs): each cell from its
+  patched layer and only from its patched position on, earlier positions' keys and values reused;
 - attribution: :func:`interp_core.techniques.attribution.attribution_patching`, one forward + one backward.
 
 It checks that the batched residual grid equals the naive one within 1e-3, prints attribution's
-correlation with the exact grid, then how the time grows with prompt length and layer count,
-and the speed-up ratios last. It is a benchmark, not a test: it takes a few minutes on a CPU.
+correlation with the exact grid, then how the time grows with prompt length (10, 20, 40, 80 tokens)
+and layer count, the speed-up ratios, and last two JSON lines (issue #24's record): a pair that
+differs at its first token, then the IOI grid, each ``{"cells", "naive_s", "exact_s", "ratio",
+"max_abs_diff"}`` with the naive loop and the exact sweep (median of 3) timed in the same run. It is a benchmark, not a test: it takes a few minutes on a CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -54,6 +58,10 @@ DEFAULT_SHAPE = dict(
 CPU_TIME = False
 IOI = ("When Mary and John went to the store, John gave a drink to",
        "When Mary and John went to the store, Mary gave a drink to", " Mary", " John")
+# A pair of the same length whose prompts differ at their first token (and the third): no cell can be skipped
+# and the rows patched at position 0 run every position.
+FIRST_TOKEN = ("John and Mary went to the store. Then John gave a drink to",
+               "Mary and John went to the store. Then John gave a drink to", " Mary", " John")
 
 
 def save_default_shape(directory: Path, n_layers: int) -> Path:
@@ -87,6 +95,38 @@ def random_pair(model: LoadedModel, n_pos: int, seed: int = 0) -> PatchPair:
     return PatchPair(clean, corrupt, 5, 6, strs, tuple(model.token_strings(corrupt[0])), "<5>", "<6>")
 
 
+def first_token_pair(model: LoadedModel, n_pos: int, seed: int = 0) -> PatchPair:
+    """Random token ids; the corrupted prompt differs at position 0, so every cell runs."""
+    pair = random_pair(model, n_pos, seed)
+    corrupt = pair.clean_tokens.clone()
+    corrupt[0, 0] = (corrupt[0, 0] + 7) % min(model.info.d_vocab, 400)
+    return PatchPair(pair.clean_tokens, corrupt, 5, 6, pair.tokens, tuple(model.token_strings(corrupt[0])), "<5>", "<6>")
+
+
+def calibration(tmp: Path, device: str) -> None:
+    """Measured exact sweeps next to :func:`estimate_exact_cost` (whose constants come from here)."""
+    from transformers import AutoModelForCausalLM, GPT2Config
+
+    from interp_core.techniques.patching import estimate_exact_cost
+
+    torch.manual_seed(0)
+    gpt2_dir = tmp / "gpt2-small-shape"
+    AutoModelForCausalLM.from_config(GPT2Config(n_layer=12, n_head=12, n_embd=768, vocab_size=50257)).save_pretrained(gpt2_dir)
+    build_tokenizer().save_pretrained(gpt2_dir)
+    models = {"default shape": load_model(str(save_default_shape(tmp / "cal30", 30)), device=device),
+              "GPT-2-small shape": load_model(str(gpt2_dir), device=device)}
+    print("\n== calibration: resid_pre, pairs differing at their first token (every cell runs) ==")
+    for title, model in models.items():
+        info = model.info
+        for n_pos in ((10, 20, 40, 80) if title == "default shape" else (20,)):
+            pair = first_token_pair(model, n_pos)
+            _, seconds = median_of(3 if n_pos <= 40 else 1, exact_patching, model, pair, "resid_pre")
+            estimate = estimate_exact_cost(n_layers=info.n_layers, n_heads=info.n_heads, d_model=info.d_model, d_mlp=info.d_mlp,
+                                           d_vocab=info.d_vocab, n_tokens=n_pos, target="resid_pre",
+                                           gated_mlp=model.adapter.gated_mlp).seconds
+            print(f"{title:<18} {n_pos:>3} tokens: measured {seconds:7.2f} s, estimated {estimate:7.2f} s")
+
+
 def batched_full_forward(model: LoadedModel, pair: PatchPair, chunk: int = 64) -> np.ndarray:
     """The middle way: cells in chunks of ``chunk`` through the whole model, last position only."""
     _, clean_cache = model.run_with_cache(pair.clean_tokens, [hook_name("hook_resid_pre", L) for L in range(model.info.n_layers)])
@@ -110,6 +150,26 @@ def batched_full_forward(model: LoadedModel, pair: PatchPair, chunk: int = 64) -
     return np.concatenate(out).reshape(model.info.n_layers, -1)
 
 
+def median_of(repeats: int, fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+    """``(last value, median seconds)`` of ``repeats`` calls."""
+    times, value = [], None
+    for _ in range(repeats):
+        value, seconds = timed(fn, *args, **kwargs)
+        times.append(seconds)
+    return value, float(np.median(times))
+
+
+def contract_line(model: LoadedModel, pair: PatchPair, naive: float | None = None, naive_grid: np.ndarray | None = None) -> dict:
+    """The issue's JSON record for one pair: naive loop once, exact sweep median of 3, same run."""
+    if naive is None or naive_grid is None:
+        result, naive = timed(naive_patching, model, pair, "resid_pre")
+        naive_grid = result.patched
+    exact, exact_s = median_of(3, exact_patching, model, pair, "resid_pre")
+    cells = int(exact.patched.size)
+    return {"cells": cells, "naive_s": round(naive, 3), "exact_s": round(exact_s, 3), "ratio": round(naive / exact_s, 1),
+            "max_abs_diff": float(np.abs(exact.patched - naive_grid).max())}
+
+
 def compare(model: LoadedModel, pair: PatchPair, title: str, middle: bool = True) -> dict:
     """Naive vs batched vs batched+start-at-layer vs attribution on the residual grid."""
     print(f"\n== {title}: {model.info.n_layers} layers x {pair.n_pos} positions = {model.info.n_layers * pair.n_pos} cells ==")
@@ -118,9 +178,9 @@ def compare(model: LoadedModel, pair: PatchPair, title: str, middle: bool = True
     if middle:
         full, t_full = timed(batched_full_forward, model, pair)
         print(f"batched (64), whole model            {t_full:8.2f} s   max |diff| vs naive {np.abs(full - naive.patched).max():.2e}")
-    fast, t_fast = timed(exact_patching, model, pair, "resid_pre")
+    fast, t_fast = median_of(3, exact_patching, model, pair, "resid_pre")
     diff = float(np.abs(fast.patched - naive.patched).max())
-    print(f"batched + start at patched layer     {t_fast:8.2f} s   max |diff| vs naive {diff:.2e}")
+    print(f"exact: from patched layer and position {t_fast:6.2f} s   max |diff| vs naive {diff:.2e} (median of 3)")
     attr, t_attr = timed(attribution_patching, model, pair)
     corr = agreement(fast, attr["resid_pre"])
     print(f"attribution (1 fwd + 1 bwd)          {t_attr:8.2f} s   correlation with exact (resid_pre) {corr:.3f}")
@@ -129,12 +189,13 @@ def compare(model: LoadedModel, pair: PatchPair, title: str, middle: bool = True
         print(f"   exact {target:<9} {t_t:6.2f} s; attribution correlation {agreement(exact_t, attr[target]):.3f}")
     print(f"clean metric {fast.clean_metric:.3f}, corrupted {fast.corrupt_metric:.3f}")
     assert diff < 1e-3, f"batched grid differs from the naive one by {diff}"
-    return {"title": title, "naive": t_naive, "fast": t_fast, "attr": t_attr, "diff": diff, "corr": corr}
+    return {"title": title, "naive": t_naive, "fast": t_fast, "attr": t_attr, "diff": diff, "corr": corr,
+            "naive_grid": naive.patched}
 
 
 def scaling(model_dirs: dict[int, LoadedModel], device: str, lengths: list[int]) -> None:
     """Time the batched grid and attribution as the prompt and the model grow."""
-    print("\n== growth: batched+start-at-layer residual grid and attribution (naive per-cell time x cells) ==")
+    print("\n== growth: exact residual grid and attribution (naive = one forward's time x cells) ==")
     print(f"{'layers':>6} {'pos':>4} {'cells':>6} {'fast s':>8} {'attr s':>7} {'1 fwd s':>8} {'naive est s':>11}")
     for n_layers, model in model_dirs.items():
         for n_pos in lengths:
@@ -154,6 +215,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter growth table")
     parser.add_argument("--cpu-time", action="store_true", help="report process CPU seconds instead of wall-clock (busy machines)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--calibrate", action="store_true", help="only measure the cost estimate's calibration points")
     args = parser.parse_args()
     global CPU_TIME
     CPU_TIME = args.cpu_time
@@ -162,7 +224,12 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, timing {'CPU' if CPU_TIME else 'wall-clock'} seconds, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if args.calibrate:
+        with tempfile.TemporaryDirectory() as tmp:
+            calibration(Path(tmp), args.device)
+        return
     runs = []
+    lines = []
     with tempfile.TemporaryDirectory() as tmp:
         models = {}
         for n_layers in (15, 30):
@@ -171,12 +238,20 @@ def main() -> None:
         runs.append(compare(models[30], random_pair(models[30], 20), "random model of the default's shape, 20 tokens"))
         if not args.skip_real:
             real = load_model("smollm2-135m", device=args.device)
-            runs.append(compare(real, prepare_pair(real, *IOI), "SmolLM2-135M, IOI pair", middle=False))
-        scaling(models if not args.quick else {30: models[30]}, args.device, [10, 20, 40] if not args.quick else [10, 20])
-    print("\n== ratios (naive time / fast time) ==")
+            ioi = prepare_pair(real, *IOI)
+            runs.append(compare(real, ioi, "SmolLM2-135M, IOI pair", middle=False))
+            print("\n== SmolLM2-135M, a pair differing at its first token ==")
+            lines.append(contract_line(real, prepare_pair(real, *FIRST_TOKEN)))
+            print(f"naive {lines[-1]['naive_s']:.2f} s, exact {lines[-1]['exact_s']:.2f} s")
+            lines.append(contract_line(real, ioi, runs[-1]["naive"], runs[-1]["naive_grid"]))
+        scaling(models if not args.quick else {30: models[30]}, args.device, [10, 20, 40, 80] if not args.quick else [10, 20])
+    print("\n== ratios (naive time / exact time) ==")
     for run in runs:
-        print(f"{run['title']}: exact grid {run['naive'] / run['fast']:.1f}x faster than naive (goal 10x), "
-              f"attribution {run['naive'] / run['attr']:.1f}x (goal 50x), correlation {run['corr']:.2f}, max diff {run['diff']:.1e}")
+        print(f"{run['title']}: exact grid {run['naive'] / run['fast']:.1f}x faster than naive, "
+              f"attribution {run['naive'] / run['attr']:.1f}x, correlation {run['corr']:.2f}, max diff {run['diff']:.1e}")
+    # Last lines, one JSON object each: the pair differing at its first token, then the IOI grid (goals: ratio >= 15 and >= 60).
+    for line in lines:
+        print(json.dumps(line))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,6 @@ def show_layer(result: ProbeResult) -> None:
 
 def show_items(dataset: ProbeDataset, features: ProbeFeatures) -> None:
     with st.expander("Which token is read for each item"):
-        sample = features.tables()["probe_items"].assign(word=dataset.item_words)
+        sample = dataset.tables()["probe_labels"].assign(**{"token read": features.tables()["probe_items"]["token read"]})
         st.dataframe(sample[["sentence", "word", "token read", "label"]].head(40), hide_index=True)
         st.caption("Words are read at their last token: the first position where a causal model has seen the whole word.")

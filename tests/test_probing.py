@@ -3,6 +3,7 @@ shuffled-label correctness, CLI contract, and the page under AppTest."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,14 +14,19 @@ from streamlit.testing.v1 import AppTest
 
 from interp_core import WorkbenchError
 from interp_core.cli import main
+from interp_core.cli.support import to_jsonable
+from interp_core.techniques.contract import run
 from interp_core.techniques.probe_data import BUNDLED, DATA_DIR, is_number_word, join_words, load_dataset, parse_csv
 from interp_core.techniques.probing import (
+    ProbeDataRequest,
     ProbeFeatures,
+    ProbeRequest,
     control_labels,
     encode_dataset,
     extract_features,
     fit_probes,
     fold_splits,
+    layer_rows,
     selectivity_note,
 )
 
@@ -221,6 +227,66 @@ class TestCorrectness:
         assert result.per_class_accuracy(0).shape == (2,)
 
 
+def _without_seconds(result) -> dict:
+    return {k: v for k, v in to_jsonable(result.to_json()).items() if k != "seconds"}
+
+
+@pytest.fixture(scope="module")
+def facts_request(tiny_gpt2):
+    """The facts set (sentence level) probed on a tiny model: the request and its result."""
+    request = ProbeRequest("facts", folds=3, pool="mean")
+    return request, run(tiny_gpt2, request)
+
+
+class TestRequests:
+    def test_request_equals_the_direct_calls(self, tiny_gpt2, facts_request):
+        """run(ProbeRequest) gives extract_features + fit_probes' numbers, with the dataset's name and level."""
+        request, result = facts_request
+        direct = fit_probes(extract_features(tiny_gpt2, load_dataset("facts"), pool="mean"), n_folds=3)
+        assert _without_seconds(result) == {**_without_seconds(direct), "dataset": "facts", "level": "sentence"}
+        assert list(result.to_json())[:3] == ["dataset", "level", "probe"]
+
+    def test_features_are_reused_only_for_their_own_model_and_inputs(self, tiny_gpt2, facts_request):
+        """Features keyed to this model and request are used as given; any others are ignored and extracted anew."""
+        request, result = facts_request
+        features = run(tiny_gpt2, request.features_request())
+        assert features.key == (tiny_gpt2.fingerprint, request.features_request())
+        blank = dataclasses.replace(features, states=np.zeros_like(features.states))  # would change every accuracy if used
+        used = run(tiny_gpt2, dataclasses.replace(request, features=blank))
+        assert not np.array_equal(used.fold_accuracy, result.fold_accuracy)
+        for key in ((), ("another model", request.features_request()), (tiny_gpt2.fingerprint, ProbeRequest("facts").features_request())):
+            ignored = run(tiny_gpt2, dataclasses.replace(request, features=dataclasses.replace(blank, key=key)))
+            np.testing.assert_array_equal(ignored.fold_accuracy, result.fold_accuracy)
+        assert dataclasses.replace(request, features=blank) == request  # not part of the cache key
+
+    def test_tables_hold_the_json_numbers(self, facts_request):
+        """The accuracy curve is the JSON's; each layer's confusion shares sum to 1 per class; per-class recall matches."""
+        _, result = facts_request
+        tables, out = result.tables(), to_jsonable(result.to_json())
+        curve = tables["probe_accuracy"]
+        for series, key in (("probe", "accuracy"), ("control task", "control_accuracy"), ("selectivity", "selectivity")):
+            assert list(curve[curve["series"] == series]["value"]) == out[key]
+        confusion = tables["probe_confusion"]
+        sums = confusion.groupby(["layer", "true"])["share"].sum()
+        np.testing.assert_allclose(sums, 1.0)
+        assert (confusion.groupby("layer")["count"].sum() == out["n_items"]).all()
+        per_class = tables["probe_per_class"]
+        np.testing.assert_array_equal(per_class[per_class["layer"] == 1]["accuracy"], result.per_class_accuracy(1))
+
+    def test_requests_are_validated(self, tiny_gpt2):
+        """Bad values fail on creation; a fold count above the sentences in check(); a bad dataset names the problem."""
+        for bad in ({"probe": "svm"}, {"pool": "max"}, {"seed": -1}, {"layer_step": 0}, {"folds": 2.5}):
+            with pytest.raises(WorkbenchError):
+                ProbeRequest("facts", **bad)
+        with pytest.raises(WorkbenchError, match="between 2 and the number of sentences"):
+            run(tiny_gpt2, ProbeRequest("facts", folds=1000))
+        with pytest.raises(WorkbenchError, match="No dataset named"):
+            run(tiny_gpt2, ProbeDataRequest("nope"))
+        with pytest.raises(WorkbenchError, match="row 3 has no label"):
+            run(tiny_gpt2, ProbeDataRequest("mine.csv", b"text,label\na,x\nb,\n" + b"c,y\n" * 10))
+        assert layer_rows(12, 5) == [0, 5, 10, 12] and layer_rows(2, 1) == [0, 1, 2]
+
+
 def test_features_dataclass_checks_shapes():
     with pytest.raises(AssertionError):
         ProbeFeatures(np.arange(2), ("a", "b"), np.zeros((2, 3, 4)), np.zeros(2), ("x",), np.zeros(2), ("t", "u"), ("a", "b"), 0.0)
@@ -267,6 +333,21 @@ class TestPage:
         assert not app.exception
         assert [e.value for e in app.error] == []
         assert len(app.get("vega_lite_chart")) + len(app.get("arrow_vega_lite_chart")) >= 2
+
+    def test_a_preset_fills_the_inputs(self, app):
+        """The facts preset picks the set and the mean read; the page probes it without an error."""
+        app.run()
+        app.button(key="probe_preset_2").click().run()
+        assert not app.exception and [e.value for e in app.error] == []
+        assert (app.selectbox(key="probe_set").value, app.radio(key="probe_pool").value) == ("facts", "mean")
+        assert any("235 sentences" in m.value for m in app.markdown)
+
+    def test_layer_slider_redraws_the_detail(self, app):
+        """Moving the layer slider (a fragment) shows that layer's numbers."""
+        app.run()
+        app.select_slider(key="probe_layer").set_value(0).run()
+        assert not app.exception
+        assert any(m.value.startswith("Layer 0 (`blocks.0.hook_resid_pre`)") for m in app.markdown)
 
     def test_bad_upload_shows_error(self, app):
         """Choosing 'upload' without a file asks for one; a malformed pasted CSV shows an error box."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,10 +13,19 @@ from page_harness import APP, open_page
 
 from interp_core import WorkbenchError, load_model
 from interp_core.cli import main
-from interp_core.core.loading import SHIPPED_TOY_DIR, toy_model_dir
-from interp_core.techniques.toy.analysis import analyse_copying, analyse_reverse_increment, bias_only_hooks, example_prompt
+from interp_core.cli.support import to_jsonable
+from interp_core.core.loading import SHIPPED_TOY_DIR, toy_model_dir, user_toy_dir
+from interp_core.techniques.contract import run
+from interp_core.techniques.predict import PredictRequest
+from interp_core.techniques.toy.analysis import (
+    ToyAnalysisRequest,
+    analyse_copying,
+    analyse_reverse_increment,
+    bias_only_hooks,
+    example_prompt,
+)
 from interp_core.techniques.toy.tasks import get_task, make_dataset
-from interp_core.techniques.toy.train import read_task_record, train_toy
+from interp_core.techniques.toy.train import ToyTrainRequest, read_task_record, save_name_problem, train_toy
 
 SHIPPED = ("reverse-increment", "pattern-copy", "induction")
 
@@ -181,6 +191,87 @@ class TestShippedModels:
             analyse_reverse_increment(tiny_gpt2)
 
 
+class TestRequests:
+    def test_analysis_request_equals_the_direct_call(self, reverse_increment: object, ri_analysis: object) -> None:
+        """run() gives analyse_reverse_increment's result; its tables hold the JSON's numbers."""
+        result = run(reverse_increment, ToyAnalysisRequest("reverse-increment", 0))
+        assert to_jsonable(result.to_json()) == to_jsonable(ri_analysis.to_json())
+        tables = result.tables()
+        ablations = tables["toy_ri_ablations"]
+        assert dict(zip(ablations["ablation"], ablations["accuracy"])) == result.to_json()["ablations"]
+        np.testing.assert_array_equal(tables["toy_ri_attention"]["attention"].to_numpy().reshape(8, 17), result.attention)
+        reads = tables["toy_ri_pre_post_mlp"]
+        np.testing.assert_array_equal(reads[reads["read"] == "after MLP = answer"]["fraction"], result.post_mlp_accuracy)
+        assert result.example_prompt == example_prompt("reverse-increment")
+
+    def test_copying_tables_match_the_json(self) -> None:
+        """Every head score in the table is the JSON's; the example patterns are the result's, head by head."""
+        result = run(load_model("toy:pattern-copy", device="cpu"), ToyAnalysisRequest("pattern-copy"))
+        tables = result.tables()
+        scores = tables["toy_head_scores"].set_index(["head", "score"])["mean attention"]
+        for head, values in result.to_json()["head_scores"].items():
+            assert scores[(head, "induction (q - period + 1)")] == values["induction"]
+            assert scores[(head, "previous-token")] == values["previous_token"]
+        patterns = tables["toy_example_patterns"]
+        n_pos = len(result.example_tokens)
+        for i, head in enumerate(result.head_labels):
+            block = patterns[patterns["head"] == head]["attention"].to_numpy().reshape(n_pos, n_pos)
+            np.testing.assert_array_equal(block, result.example_patterns.reshape(-1, n_pos, n_pos)[i])
+        assert result.example_prompt.split() == result.example_tokens and result.n_scored == 256
+
+    def test_analysis_request_is_validated(self, tiny_gpt2: object) -> None:
+        """An unknown task or a negative seed fails on creation; a model of another task fails in check()."""
+        with pytest.raises(WorkbenchError, match="reverse-increment"):
+            ToyAnalysisRequest("sorting")
+        with pytest.raises(WorkbenchError, match="seed"):
+            ToyAnalysisRequest("induction", -1)
+        with pytest.raises(WorkbenchError, match="not a induction toy model"):
+            run(tiny_gpt2, ToyAnalysisRequest("induction"))
+
+    def test_train_request(self) -> None:
+        """The live callback is not part of the request's identity, a click id is; bad values fail on creation;
+        run(None, ...) trains and reports every curve point as it is measured."""
+        points: list = []
+        request = ToyTrainRequest("reverse-increment", batch_size=512, max_steps=3, device="cpu", on_point=points.append)
+        same = dataclasses.replace(request, on_point=None)
+        assert request == same and hash(request) == hash(same)
+        assert request != dataclasses.replace(request, run_id="another click")
+        with pytest.raises(WorkbenchError, match="learning rate"):
+            ToyTrainRequest("reverse-increment", lr=5.0)
+        with pytest.raises(WorkbenchError, match="maximum number of steps"):
+            ToyTrainRequest("reverse-increment", max_steps=0)
+        result = run(None, request)
+        assert [p.step for p in points] == [p.step for p in result.history] == [1, 2, 3]
+        curve = result.tables()["toy_training_curve"]
+        assert list(curve["holdout_accuracy"]) == [p.holdout_accuracy for p in result.history]
+
+    def test_save_name_rules(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Bad and shipped names are refused; a taken name only for a caller that trained it."""
+        monkeypatch.setenv("INTERP_WORKBENCH_HOME", str(tmp_path))
+        assert "cannot be a model name" in save_name_problem("my model!")
+        assert "shipped" in save_name_problem("induction", may_replace=True)
+        assert save_name_problem("mine") is None
+        (user_toy_dir() / "mine").mkdir(parents=True)
+        (user_toy_dir() / "mine" / "config.json").write_text("{}")
+        assert "already exists" in save_name_problem("mine")
+        assert save_name_problem("mine", may_replace=True) is None
+
+
+class TestRetraining:
+    def test_a_retrained_toy_gets_a_new_fingerprint(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Retraining toy:NAME in place changes its fingerprint, so results cached for the old weights are not served."""
+        monkeypatch.setenv("INTERP_WORKBENCH_HOME", str(tmp_path))
+        out = str(user_toy_dir() / "mine")
+        run(None, ToyTrainRequest("reverse-increment", out, batch_size=512, max_steps=2, device="cpu"))
+        first = load_model("toy:mine", device="cpu")
+        assert first.fingerprint == load_model("toy:mine", device="cpu").fingerprint  # stable while the files are
+        run(None, ToyTrainRequest("reverse-increment", out, overwrite=True, batch_size=512, max_steps=2, seed=1, device="cpu"))
+        second = load_model("toy:mine", device="cpu")
+        assert second.fingerprint != first.fingerprint
+        request = PredictRequest("BOS 0 1 2 3 0 1 2 3", 3)
+        assert run(first, request).to_json() != run(second, request).to_json()  # the old numbers would be stale
+
+
 class TestCli:
     def test_train_toy_end_to_end(self, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
         """train-toy --epochs 1 saves a loadable model and prints accuracy, loss and ablations that match it."""
@@ -223,6 +314,34 @@ class TestPage:
         assert not at.exception
         assert not at.error
         assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) >= 3
+
+    def test_training_and_retraining_show_the_new_weights(self, tiny_model_dirs: dict, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+        """Train on the page, then retrain the same name with another seed: each time the page analyses the new weights."""
+        monkeypatch.setenv("INTERP_WORKBENCH_HOME", str(tmp_path))
+        at = self._app(tiny_model_dirs).run()
+        at.number_input(key="toy_ep_reverse-increment").set_value(1)
+        at.number_input(key="toy_bs_reverse-increment").set_value(8192)
+        at.text_input(key="toy_name_reverse-increment").set_value("mine")
+        shown = []
+        for seed in (0, 1):
+            at.number_input(key="toy_seed_reverse-increment").set_value(seed)
+            at.button(key="toy_train").click().run()
+            assert not at.exception and not at.error
+            assert at.selectbox(key="toy_pick").value == "toy:mine"
+            assert any("Trained `toy:mine`" in s.value for s in at.success)
+            fresh = analyse_reverse_increment(load_model("toy:mine", device="cpu"), seed=seed)
+            shown.append(next(m.value for m in at.metric if m.label.startswith("Holdout accuracy")))
+            assert shown[-1] == f"{fresh.holdout_accuracy:.2%}"
+        assert shown[0] != shown[1]  # else the check above could not tell old weights from new
+
+    def test_a_preset_opens_a_shipped_model(self, tiny_model_dirs: dict) -> None:
+        """The induction preset switches the task and the model, and the page analyses it."""
+        at = self._app(tiny_model_dirs).run()
+        at.button(key="toy_preset_2").click().run()
+        assert not at.exception and not at.error
+        assert (at.selectbox(key="toy_task").value, at.selectbox(key="toy_pick").value) == ("induction", "toy:induction")
+        assert any(m.label.startswith("Holdout accuracy") for m in at.metric)
 
     def test_bad_model_name_shows_an_error(self, tiny_model_dirs: dict) -> None:
         """A save name with spaces is refused on the page, which keeps working."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import altair as alt
-import numpy as np
 import pandas as pd
 import streamlit as st
+
+from interp_core.techniques.frames import grid_frame  # noqa: F401 (pages import it from here)
 
 
 def heatmap(
@@ -37,18 +38,6 @@ def heatmap(
         )
     )
     return chart.properties(height=height) if height else chart
-
-
-def grid_frame(values: np.ndarray, row_labels: list, col_labels: list, row_name: str, col_name: str, value_name: str) -> pd.DataFrame:
-    """Long-form frame of a 2-D array: one row per cell with its labels."""
-    rows, cols = np.meshgrid(np.arange(len(row_labels)), np.arange(len(col_labels)), indexing="ij")
-    return pd.DataFrame(
-        {
-            row_name: [row_labels[i] for i in rows.ravel()],
-            col_name: [col_labels[j] for j in cols.ravel()],
-            value_name: values.ravel(),
-        }
-    )
 
 
 def download_buttons(df: pd.DataFrame, name: str, *, key: str | None = None) -> None:

@@ -21,8 +21,9 @@ from ui import jobs
 R = TypeVar("R", bound=Result)
 
 
-def cache_key(model: LoadedModel, request: Request) -> tuple:
-    return ("technique", model.fingerprint, request)
+def cache_key(model: LoadedModel | None, request: Request) -> tuple:
+    """``(weights fingerprint, request)``; a request that needs no model (training a toy from scratch) has None."""
+    return ("technique", None if model is None else model.fingerprint, request)
 
 
 def cached(model: LoadedModel, request: Request) -> Result | None:
@@ -30,7 +31,7 @@ def cached(model: LoadedModel, request: Request) -> Result | None:
     return jobs.lookup(cache_key(model, request))  # type: ignore[return-value]
 
 
-def run(model: LoadedModel, request: Request) -> Result | None:
+def run(model: LoadedModel | None, request: Request) -> Result | None:
     """The result of ``request`` on ``model``, computed at most once per server; None after an error (shown)."""
     key = cache_key(model, request)
     try:
@@ -47,7 +48,7 @@ def run(model: LoadedModel, request: Request) -> Result | None:
         return None
 
 
-def run_or_stop(model: LoadedModel, request: Request) -> Result:
+def run_or_stop(model: LoadedModel | None, request: Request) -> Result:
     """:func:`run`, or stop the page after the error box."""
     result = run(model, request)
     if result is None:

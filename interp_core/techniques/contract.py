@@ -5,7 +5,8 @@
   so ``(model.fingerprint, request)`` is the one cache key a page needs. Checks that need the
   model (a layer out of range, an answer that is not one token) go in :meth:`Request.check`.
 - ``run(model, request, on_progress=None) -> result`` is the only way in. A request class names
-  its computation in :meth:`Request.compute`.
+  its computation in :meth:`Request.compute`. A request that builds its own model (training a
+  toy model from scratch) runs with ``model=None``.
 - A **result** gives ``to_json()`` (exactly the CLI's JSON for the same inputs) and ``tables()``
   (the data frames the page charts and offers as downloads, by file-name stem).
 
@@ -49,10 +50,10 @@ class Request:
     label: ClassVar[str] = "Computing"
     heavy: ClassVar[bool] = False
 
-    def check(self, model: LoadedModel) -> None:
+    def check(self, model: LoadedModel | None) -> None:
         """Checks that need the model; raise a :class:`WorkbenchError` subclass. Default: none."""
 
-    def compute(self, model: LoadedModel, on_progress: Progress) -> Result:
+    def compute(self, model: LoadedModel | None, on_progress: Progress) -> Result:
         raise NotImplementedError(f"{type(self).__name__} does not say how it is computed")
 
 
@@ -60,8 +61,8 @@ def _silent(fraction: float, message: str = "") -> None:
     pass
 
 
-def run(model: LoadedModel, request: Request, on_progress: Progress | None = None) -> Result:
-    """Run one technique: validate ``request`` against ``model``, then compute it."""
+def run(model: LoadedModel | None, request: Request, on_progress: Progress | None = None) -> Result:
+    """Run one technique: validate ``request`` against ``model`` (None for a request that needs none), then compute it."""
     if not isinstance(request, Request):
         raise WorkbenchError(f"run() takes a technique request (a Request subclass), got {type(request).__name__}.")
     request.check(model)

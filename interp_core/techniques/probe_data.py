@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from interp_core.core.errors import WorkbenchError
 
@@ -116,6 +117,13 @@ class ProbeDataset:
     def label_counts(self) -> dict[str, int]:
         counts = Counter(self.item_labels)
         return {c: counts[c] for c in self.classes}
+
+    def to_json(self) -> dict:
+        return {"dataset": self.name, "level": self.level, "n_sentences": self.n_sentences, "classes": self.label_counts()}
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``probe_labels``: each item's sentence, word (or sentence text) and label."""
+        return {"probe_labels": pd.DataFrame({"sentence": self.item_sentence, "word": self.item_words, "label": self.item_labels})}
 
 
 def is_number_word(word: str) -> bool:

@@ -20,21 +20,23 @@ random relabelling of sentences.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from interp_core.core.errors import WorkbenchError
 from interp_core.core.hooks import HookList
 from interp_core.core.model import LoadedModel
 from interp_core.core.names import hook_name
-from interp_core.techniques.probe_data import ProbeDataset
+from interp_core.techniques.contract import Progress, Request
+from interp_core.techniques.frames import grid_frame
+from interp_core.techniques.probe_data import ProbeDataset, load_dataset, parse_csv
 
-Progress = Callable[[float, str], None]
 PROBES: tuple[str, ...] = ("linear", "mlp")
 POOLS: tuple[str, ...] = ("last", "mean")
 MAX_TOKENS = 128  # longest sentence probed; the model's context and $WORKBENCH_MAX_PROMPT_TOKENS may lower it
@@ -55,6 +57,9 @@ class ProbeFeatures:
         types: ``(n_items,)`` the control task's type of each item.
         tokens: ``(n_items,)`` the token each item is read at (``pool='mean'``: the sentence's last token).
         seconds: wall time of the extraction.
+        dataset, level: the dataset's name and level (``"token"`` or ``"sentence"``).
+        key: ``(model fingerprint, ProbeFeaturesRequest)`` when made by that request: which model and
+            inputs these states are of, so a :class:`ProbeRequest` reuses them only for the same ones.
     """
 
     layers: np.ndarray
@@ -66,11 +71,23 @@ class ProbeFeatures:
     types: tuple[str, ...]
     tokens: tuple[str, ...]
     seconds: float
+    dataset: str = ""
+    level: str = ""
+    key: tuple = ()
 
     def __post_init__(self) -> None:
         n = len(self.labels)
         assert self.states.shape[:2] == (len(self.layers), n), self.states.shape
         assert len(self.groups) == len(self.types) == len(self.tokens) == n
+
+    def to_json(self) -> dict:
+        return {"dataset": self.dataset, "level": self.level, "layer_names": list(self.layer_names), "n_items": len(self.labels),
+                "classes": list(self.classes), "seconds": self.seconds}
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``probe_items``: each item's sentence, label and the token it is read at."""
+        return {"probe_items": pd.DataFrame({"sentence": self.groups, "token read": [repr(t) for t in self.tokens],
+                                             "label": [self.classes[i] for i in self.labels]})}
 
 
 @dataclass(frozen=True)
@@ -100,6 +117,8 @@ class ProbeResult:
     n_sentences: int
     test_groups: tuple[tuple[int, ...], ...]
     seconds: float
+    dataset: str = ""
+    level: str = ""
 
     @property
     def accuracy(self) -> np.ndarray:
@@ -130,6 +149,8 @@ class ProbeResult:
 
     def to_json(self) -> dict:
         return {
+            "dataset": self.dataset,
+            "level": self.level,
             "probe": self.probe,
             "layers": self.layers.tolist(),
             "layer_names": list(self.layer_names),
@@ -145,6 +166,27 @@ class ProbeResult:
             "n_folds": self.fold_accuracy.shape[1],
             "seconds": self.seconds,
         }
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``probe_accuracy``: per layer and series (probe, control task, selectivity) the mean over folds, its std
+        and the band (mean ± std); ``probe_confusion``: per layer, true and predicted class, the count and the share
+        of the true class's items; ``probe_per_class``: per layer and class, the recall and the class's item count."""
+        curves = []
+        for series, mean, std in (("probe", self.accuracy, self.accuracy_std), ("control task", self.control_accuracy, self.control_std),
+                                  ("selectivity", self.selectivity, np.zeros_like(self.selectivity))):
+            curves.append(pd.DataFrame({"layer": self.layers, "hook": self.layer_names, "series": series, "value": mean, "std": std,
+                                        "low": mean - std, "high": mean + std}))
+        classes = list(self.classes)
+        confusion, per_class = [], []
+        for row, layer in enumerate(self.layers):
+            matrix = self.confusion[row].astype(float)
+            share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+            cells = grid_frame(share, classes, classes, "true", "predicted", "share")
+            confusion.append(cells.assign(count=matrix.ravel().astype(int)).assign(layer=int(layer)))
+            per_class.append(pd.DataFrame({"layer": int(layer), "class": classes, "accuracy": self.per_class_accuracy(row),
+                                           "items": matrix.sum(axis=1).astype(int)}))
+        return {"probe_accuracy": pd.concat(curves, ignore_index=True), "probe_confusion": pd.concat(confusion, ignore_index=True),
+                "probe_per_class": pd.concat(per_class, ignore_index=True)}
 
 
 # --- hidden states ---------------------------------------------------------------------------
@@ -244,6 +286,8 @@ def extract_features(
         types=dataset.item_types,
         tokens=tuple(tokens),
         seconds=time.perf_counter() - started,
+        dataset=dataset.name,
+        level=dataset.level,
     )
 
 
@@ -260,13 +304,17 @@ def control_labels(types: tuple[str, ...] | list[str], labels: np.ndarray, *, se
     return np.array([table[t] for t in types], dtype=labels.dtype)
 
 
+def check_folds(n_folds: int, n_groups: int) -> None:
+    """Raise WorkbenchError unless ``2 <= n_folds <= n_groups`` (each fold needs a sentence to test on)."""
+    if not 2 <= n_folds <= n_groups:
+        raise WorkbenchError(f"The number of folds must be between 2 and the number of sentences ({n_groups}), got {n_folds}.")
+
+
 def fold_splits(groups: np.ndarray, n_folds: int, *, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Grouped K-fold (train, test) index pairs: no group (sentence) is on both sides."""
     from sklearn.model_selection import GroupKFold
 
-    n_groups = len(np.unique(groups))
-    if not 2 <= n_folds <= n_groups:
-        raise WorkbenchError(f"The number of folds must be between 2 and the number of sentences ({n_groups}), got {n_folds}.")
+    check_folds(n_folds, len(np.unique(groups)))
     return list(GroupKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(len(groups)), groups=groups))
 
 
@@ -347,6 +395,8 @@ def fit_probes(
         n_sentences=len(np.unique(features.groups)),
         test_groups=tuple(tuple(sorted(set(features.groups[test].tolist()))) for _, test in splits),
         seconds=time.perf_counter() - started,
+        dataset=features.dataset,
+        level=features.level,
     )
 
 
@@ -363,10 +413,108 @@ def selectivity_note(result: ProbeResult) -> str | None:
     )
 
 
-def run_probe(model: LoadedModel, dataset: ProbeDataset, *, probe: str = "linear", n_folds: int = 5, seed: int = 0,
-              pool: str = "last", on_progress: Progress | None = None) -> ProbeResult:
-    """Extract hidden states and fit the probes (the CLI's one call)."""
-    if probe not in PROBES:
-        raise WorkbenchError(f"probe must be one of {PROBES}, got {probe!r}.")
-    features = extract_features(model, dataset, pool=pool, on_progress=on_progress)
-    return fit_probes(features, probe=probe, n_folds=n_folds, seed=seed)
+def layer_rows(n_layers: int, step: int) -> list[int]:
+    """Every ``step``-th layer boundary of ``0..n_layers``, the last always included."""
+    return sorted(set(range(0, n_layers + 1, step)) | {n_layers})
+
+
+# --- requests ------------------------------------------------------------------------------
+def _whole(what: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise WorkbenchError(f"{what} must be a whole number from {low} to {high}, got {value!r}.")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class ProbeDataRequest(Request):
+    """A probing dataset, checked against the model: every sentence within its token limit.
+
+    Light (a parse and a tokenisation), so a page runs it before any heavy job queues.
+
+    Attributes:
+        dataset: a bundled set's name (``pos``, ``number``, ``facts``) or a CSV path; with ``csv``,
+            the uploaded file's name.
+        csv: an uploaded CSV's bytes (a page); empty: read ``dataset``.
+    """
+
+    dataset: str = "pos"
+    csv: bytes = b""
+    label = "Reading the dataset"
+
+    def load(self) -> ProbeDataset:
+        """The parsed, validated dataset (raises WorkbenchError naming what is wrong)."""
+        return parse_csv(self.csv, self.dataset) if self.csv else load_dataset(self.dataset)
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> ProbeDataset:
+        dataset = self.load()
+        encode_dataset(model, dataset)  # names the first sentence over the model's token limit
+        return dataset
+
+
+@dataclass(frozen=True)
+class ProbeFeaturesRequest(Request):
+    """The hidden states of a dataset's items at every layer boundary (:func:`extract_features`)."""
+
+    dataset: str = "pos"
+    pool: str = "last"
+    csv: bytes = b""
+    label = "Hidden states at every layer"
+    heavy = True
+
+    def __post_init__(self) -> None:
+        if self.pool not in POOLS:
+            raise WorkbenchError(f"pool must be one of {POOLS}, got {self.pool!r}.")
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> ProbeFeatures:
+        features = extract_features(model, ProbeDataRequest(self.dataset, self.csv).load(), pool=self.pool, on_progress=on_progress)
+        return dataclasses.replace(features, key=(model.fingerprint, self))
+
+
+@dataclass(frozen=True)
+class ProbeRequest(Request):
+    """Cross-validated probes and control-task probes at every ``layer_step``-th layer (the ``probe`` subcommand).
+
+    Attributes:
+        dataset, csv, pool: as in :class:`ProbeFeaturesRequest`.
+        probe: ``"linear"`` or ``"mlp"``.
+        folds: cross-validation folds, split by sentence (2 up to the number of sentences).
+        seed: seed of the folds and of the control labels.
+        layer_step: probe every k-th layer boundary (the last always included); 1: all of them.
+        features: the states of :meth:`features_request` on this model if the caller has them (a page
+            keeps them, so a new probe or fold count does not extract them again); not part of the
+            request's identity, and ignored unless their ``key`` names this model and request.
+    """
+
+    dataset: str = "pos"
+    probe: str = "linear"
+    folds: int = 5
+    seed: int = 0
+    pool: str = "last"
+    layer_step: int = 1
+    csv: bytes = b""
+    features: ProbeFeatures | None = dataclasses.field(default=None, compare=False, repr=False)
+    label = "Fitting the probes (real and control task)"
+    heavy = True
+
+    def __post_init__(self) -> None:
+        if self.probe not in PROBES:
+            raise WorkbenchError(f"probe must be one of {PROBES}, got {self.probe!r}.")
+        if self.pool not in POOLS:
+            raise WorkbenchError(f"pool must be one of {POOLS}, got {self.pool!r}.")
+        object.__setattr__(self, "folds", _whole("The number of folds", self.folds, 0, 10**6))  # 2..sentences: check()
+        object.__setattr__(self, "seed", _whole("The seed", self.seed, 0, 2**32 - 1))  # numpy seeds no other
+        object.__setattr__(self, "layer_step", _whole("The layer step", self.layer_step, 1, 10**6))
+
+    def features_request(self) -> ProbeFeaturesRequest:
+        return ProbeFeaturesRequest(self.dataset, self.pool, self.csv)
+
+    def check(self, model: LoadedModel) -> None:
+        check_folds(self.folds, ProbeDataRequest(self.dataset, self.csv).load().n_sentences)
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> ProbeResult:
+        features, start = self.features, 0.0
+        if features is None or features.key != (model.fingerprint, self.features_request()):
+            features, start = self.features_request().compute(model, lambda f, m: on_progress(f / 2, f"hidden states: {m}")), 0.5
+        rows = layer_rows(len(features.layers) - 1, self.layer_step)
+        return fit_probes(features, probe=self.probe, n_folds=self.folds, seed=self.seed, layers=rows,
+                          on_progress=lambda f, m: on_progress(start + (1 - start) * f, m))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from interp_core.cli.support import model_from_args, request_from_args
 from interp_core.core.errors import OutOfRangeError
-from interp_core.techniques.probe_data import BUNDLED, load_dataset
-from interp_core.techniques.probing import POOLS, PROBES, run_probe
+from interp_core.techniques.contract import run as run_technique
+from interp_core.techniques.probe_data import BUNDLED
+from interp_core.techniques.probing import POOLS, PROBES, ProbeDataRequest, ProbeRequest
 
 NAME = "probe"
 HELP = "cross-validated probe accuracy, control-task accuracy and selectivity at every layer"
+REQUEST = ProbeRequest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,13 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from interp_core.cli.support import model_from_args
-
     if not 0 <= args.seed < 2**32:  # numpy's seeding of the folds and control labels takes no other
         raise OutOfRangeError(f"--seed must be a whole number from 0 to {2**32 - 1} (e.g. 0), got {args.seed}.")
-    dataset = load_dataset(args.dataset)  # validate before loading the model
-    result = run_probe(model_from_args(args), dataset, probe=args.probe, n_folds=args.folds, seed=args.seed, pool=args.pool)
-    return {"dataset": dataset.name, "level": dataset.level, **result.to_json()}
+    request = request_from_args(ProbeRequest, args)
+    ProbeDataRequest(request.dataset).load()  # validate before loading the model
+    return run_technique(model_from_args(args), request).to_json()
 
 
 def format_text(result: dict) -> str:

@@ -10,11 +10,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from interp_core.cli.support import request_from_args
+from interp_core.techniques.contract import run as run_technique
 from interp_core.techniques.toy.tasks import TASKS
+from interp_core.techniques.toy.train import ToyTrainRequest
 
 NAME = "train-toy"
 HELP = "train a toy model (reverse-increment, pattern-copy, induction) with a seed, save it as an HF directory, report accuracy"
 NEEDS_MODEL = False
+REQUEST = ToyTrainRequest
+CLI_ONLY = ("quiet",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,26 +37,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     from interp_core.core.loading import load_model
-    from interp_core.techniques.toy.analysis import analyse_copying, analyse_reverse_increment
-    from interp_core.techniques.toy.train import train_toy
+    from interp_core.techniques.toy.analysis import ToyAnalysisRequest
 
     def report(fraction: float, message: str) -> None:
         if not args.quiet:
             print(f"[{fraction:6.1%}] {message}", file=sys.stderr, flush=True)
 
-    result = train_toy(
-        args.task, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, weight_decay=args.weight_decay,
-        seed=args.seed, device=args.device, out_dir=args.out, max_steps=args.max_steps, on_progress=report,
-        overwrite=args.overwrite,
-    )
-    out = result.to_json()
+    out = run_technique(None, request_from_args(ToyTrainRequest, args), report).to_json()
     model = load_model(args.out, device=args.device)  # analysed as every page sees it: the saved directory
+    analysis = run_technique(model, ToyAnalysisRequest(args.task, args.seed)).to_json()
     if args.task == "reverse-increment":
-        analysis = analyse_reverse_increment(model, seed=args.seed).to_json()
         out["ablations"] = analysis["ablations"]
         out["sequence_accuracy"] = analysis["sequence_accuracy"]
     else:
-        out["head_scores"] = analyse_copying(model, args.task, seed=args.seed).to_json()["head_scores"]
+        out["head_scores"] = analysis["head_scores"]
     return out
 
 

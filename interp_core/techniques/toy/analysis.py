@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from interp_core.core.errors import WorkbenchError
@@ -26,6 +27,8 @@ from interp_core.core.head_id import HeadId
 from interp_core.core.hooks import HookFn
 from interp_core.core.model import LoadedModel
 from interp_core.core.names import hook_name
+from interp_core.techniques.contract import Progress, Request
+from interp_core.techniques.frames import grid_frame
 from interp_core.techniques.head_scores import induction_key, mean_attention_at, previous_token_attention
 from interp_core.techniques.toy.tasks import TaskSpec, ToyDataset, get_task, make_dataset
 
@@ -92,6 +95,7 @@ class ReverseIncrementAnalysis:
         pre_mlp_copies, post_mlp_copies: ``(8,)`` how often that prediction is the source
             token ``x_{7-i}`` itself (copied, not yet incremented).
         source_vs_pre_mlp: ``(4, d_vocab)`` fraction of pre-MLP predictions for each source value.
+        example_prompt: the first holdout sequence as a prompt (``"BOS 0 1 ..."``).
     """
 
     n_holdout: int
@@ -106,6 +110,7 @@ class ReverseIncrementAnalysis:
     post_mlp_copies: np.ndarray
     source_vs_pre_mlp: np.ndarray
     vocab: list
+    example_prompt: str = ""
 
     def __post_init__(self) -> None:
         if self.attention.shape != (8, 17):
@@ -123,6 +128,22 @@ class ReverseIncrementAnalysis:
             "n_holdout": self.n_holdout,
             "pre_mlp_accuracy": self.pre_mlp_accuracy,
             "post_mlp_accuracy": self.post_mlp_accuracy,
+        }
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``toy_ri_ablations``: accuracy per ablation; ``toy_ri_attention``: the mean output-to-input pattern;
+        ``toy_ri_pre_post_mlp``: how often the read before/after the MLP is the answer or the source, per output;
+        ``toy_ri_source_vs_pre``: the pre-MLP prediction for each source value."""
+        reads = {"before MLP = answer": self.pre_mlp_accuracy, "before MLP = source": self.pre_mlp_copies,
+                 "after MLP = answer": self.post_mlp_accuracy, "after MLP = source": self.post_mlp_copies}
+        return {
+            "toy_ri_ablations": pd.DataFrame({"ablation": list(self.ablations), "condition": [ABLATIONS[k] for k in self.ablations],
+                                              "accuracy": [float(v) for v in self.ablations.values()]}),
+            "toy_ri_attention": grid_frame(self.attention, self.query_labels, self.key_labels, "output (query)", "input (key)", "attention"),
+            "toy_ri_pre_post_mlp": pd.DataFrame([{"output": label, "read": name, "fraction": float(values[i])}
+                                                 for name, values in reads.items() for i, label in enumerate(self.query_labels)]),
+            "toy_ri_source_vs_pre": grid_frame(self.source_vs_pre_mlp, [str(v) for v in range(len(self.source_vs_pre_mlp))], self.vocab,
+                                               "source x_{7-i}", "predicted before MLP", "fraction"),
         }
 
 
@@ -156,7 +177,7 @@ def analyse_reverse_increment(model: LoadedModel, *, seed: int = 0) -> ReverseIn
         post_mlp_accuracy=(reads[1] == answers).float().mean(0).numpy(),
         pre_mlp_copies=(reads[0] == sources).float().mean(0).numpy(),
         post_mlp_copies=(reads[1] == sources).float().mean(0).numpy(),
-        source_vs_pre_mlp=table, vocab=spec.vocab,
+        source_vs_pre_mlp=table, vocab=spec.vocab, example_prompt=_as_prompt(spec, data.holdout[0]),
     )
 
 
@@ -175,6 +196,8 @@ class CopyingAnalysis:
         first_token: ``(n_heads_total,)`` mean ``A[q, 0]`` (BOS).
         example_tokens: ``(pos,)`` strings of one holdout sequence.
         example_patterns: ``(layer, head, query, key)`` its attention patterns.
+        example_prompt: that sequence as a prompt (``"BOS 0 1 ..."``).
+        n_scored: the holdout sequences the head scores average over.
     """
 
     task: str
@@ -189,12 +212,27 @@ class CopyingAnalysis:
     example_tokens: list
     example_period: int
     example_patterns: np.ndarray
+    example_prompt: str = ""
+    n_scored: int = 0
 
     def to_json(self) -> dict:
         scores = {label: {"previous_token": p, "induction": i, "same_token": s, "on_answer": a, "first_token": f}
                   for label, p, i, s, a, f in zip(self.head_labels, self.previous_token, self.induction,
                                                    self.same_token, self.on_answer, self.first_token)}
         return {"holdout_accuracy": self.holdout_accuracy, "n_holdout": self.n_holdout, "head_scores": scores}
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``toy_head_scores``: one row per head and score with its mean attention; ``toy_example_patterns``:
+        one row per head, query and key of the example sequence (keys labelled ``"position:token"``)."""
+        scores = pd.DataFrame({"head": self.head_labels, "previous-token": self.previous_token,
+                               "induction (q - period + 1)": self.induction, "same token (q - period)": self.same_token,
+                               "on earlier copies of the answer": self.on_answer, "BOS": self.first_token})
+        tokens = [f"{i}:{t}" for i, t in enumerate(self.example_tokens)]
+        n_layers, n_heads = self.example_patterns.shape[:2]
+        frames = [grid_frame(self.example_patterns[head.layer, head.head], tokens, tokens, "query", "key", "attention").assign(head=str(head))
+                  for head in HeadId.grid(n_layers, n_heads)]
+        return {"toy_head_scores": scores.melt(id_vars="head", var_name="score", value_name="mean attention"),
+                "toy_example_patterns": pd.concat(frames, ignore_index=True)}
 
 
 def analyse_copying(model: LoadedModel, task: str, *, seed: int = 0, n_patterns: int = 256) -> CopyingAnalysis:
@@ -226,12 +264,46 @@ def analyse_copying(model: LoadedModel, task: str, *, seed: int = 0, n_patterns:
         on_answer=(flat[rows, :, queries, :] * holds[:, None, :]).sum(-1).mean(0),
         first_token=flat[:, :, :, 0].mean((0, 2)),
         example_tokens=model.token_strings(tokens[0]), example_period=int(data.holdout_period[0]),
-        example_patterns=patterns[0],
+        example_patterns=patterns[0], example_prompt=_as_prompt(spec, tokens[0]), n_scored=n,
     )
+
+
+def _as_prompt(spec: TaskSpec, tokens: torch.Tensor) -> str:
+    """Token ids ``(pos,)`` of ``spec``'s vocabulary as a prompt, e.g. ``"BOS 0 1 3 ..."``."""
+    return " ".join(spec.vocab[i] for i in tokens.tolist())
 
 
 def example_prompt(task: str, seed: int = 0, index: int = 0) -> str:
     """A holdout sequence of ``task`` written as a prompt, e.g. ``"BOS 0 1 3 ..."``."""
     spec = get_task(task)
-    data = make_dataset(spec, seed)
-    return " ".join(spec.vocab[i] for i in data.holdout[index].tolist())
+    return _as_prompt(spec, make_dataset(spec, seed).holdout[index])
+
+
+@dataclass(frozen=True)
+class ToyAnalysisRequest(Request):
+    """Take a toy model of ``task`` apart on the holdout split of data seed ``seed``.
+
+    Attributes:
+        task: one of the toy tasks; reverse-increment gets :func:`analyse_reverse_increment`, the
+            copying tasks :func:`analyse_copying`.
+        seed: the data seed the model was trained with (its ``toy_task.json``), so the holdout
+            sequences are ones it never saw.
+    """
+
+    task: str
+    seed: int = 0
+    label = "Running the holdout set through the model"
+
+    def __post_init__(self) -> None:
+        get_task(self.task)  # an unknown task names the known ones
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed < 2**63:
+            raise WorkbenchError(f"The data seed must be a whole number from 0 to {2**63 - 1} (e.g. 0), got {self.seed!r}.")
+        object.__setattr__(self, "seed", int(self.seed))
+
+    def check(self, model: LoadedModel) -> None:
+        check_toy_model(model, get_task(self.task))
+
+    def compute(self, model: LoadedModel, on_progress: Progress) -> ReverseIncrementAnalysis | CopyingAnalysis:
+        if self.task == "reverse-increment":
+            return analyse_reverse_increment(model, seed=self.seed)
+        return analyse_copying(model, self.task, seed=self.seed)

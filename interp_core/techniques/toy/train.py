@@ -20,18 +20,20 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from interp_core.core.errors import WorkbenchError
-from interp_core.core.loading import pick_device
+from interp_core.core.loading import is_shipped_toy, pick_device, user_toy_dir, valid_toy_name
+from interp_core.core.model import LoadedModel
+from interp_core.techniques.contract import Progress, Request
 from interp_core.techniques.toy.tasks import BOS, UNK, TaskSpec, ToyDataset, get_task, make_dataset
 
-Progress = Callable[[float, str], None]
 TASK_FILE = "toy_task.json"
 FINAL_LOSS_SAMPLE = 4096  # training sequences the final loss is measured on (all of them when fewer)
 CURVE_POINTS = 25  # holdout checks per run: enough to see a phase change, cheap next to training
@@ -91,6 +93,10 @@ class TrainResult:
             "out_dir": self.out_dir,
             "history": [asdict(h) for h in self.history],
         }
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``toy_training_curve``: one row per curve point (step, epoch, train and holdout loss, holdout accuracy)."""
+        return {"toy_training_curve": pd.DataFrame([asdict(h) for h in self.history], columns=list(CurvePoint.__dataclass_fields__))}
 
 
 def build_tokenizer(spec: TaskSpec) -> object:
@@ -309,6 +315,67 @@ def train_toy(
             shutil.rmtree(staging, ignore_errors=True)
     progress(1.0, f"done: holdout accuracy {result.holdout_accuracy:.2%}")
     return result
+
+
+@dataclass(frozen=True)
+class ToyTrainRequest(Request):
+    """Train ``task``'s model from scratch (:func:`train_toy`) and save it in ``out``.
+
+    It builds its own model, so it runs with ``model=None``. The fields are train-toy's flags;
+    hyperparameters left None take the task's defaults, and bad ones are refused on creation.
+
+    Attributes:
+        run_id: a page's id for one click of its Train button. Each click trains anew: a result
+            cached for the same settings could describe weights that another run has replaced since.
+        on_point: a live view's callback for each :class:`CurvePoint`; not part of the request's
+            identity (equal requests with other callbacks are one cache entry).
+    """
+
+    task: str
+    out: str | None = None
+    overwrite: bool = False
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    weight_decay: float | None = None
+    seed: int = 0
+    max_steps: int | None = None
+    device: str | None = None
+    run_id: str = ""
+    on_point: Callable[[CurvePoint], None] | None = field(default=None, compare=False, repr=False)
+    heavy = True
+
+    def __post_init__(self) -> None:
+        _hyperparameters(get_task(self.task), self.epochs, self.lr, self.batch_size, self.weight_decay, self.seed)
+        _check_max_steps(self.max_steps)
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return f"Training {Path(self.out).name if self.out else self.task}"
+
+    def compute(self, model: LoadedModel | None, on_progress: Progress) -> TrainResult:
+        return train_toy(self.task, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, weight_decay=self.weight_decay,
+                         seed=self.seed, device=self.device, out_dir=self.out, max_steps=self.max_steps,
+                         on_progress=on_progress, on_point=self.on_point, overwrite=self.overwrite)
+
+
+def save_name_problem(name: str, *, may_replace: bool = False) -> str | None:
+    """Why a trained model cannot be saved as ``toy:NAME`` in the user's toy folder, or None when it can.
+
+    Args:
+        may_replace: the caller trained the model of that name itself (a page session's own model),
+            so it may replace it; anyone else's model is never replaced.
+    """
+    if not valid_toy_name(name):
+        return f"'{name}' cannot be a model name: use letters, digits, '-', '_' or '.', up to 64 characters, no spaces."
+    if is_shipped_toy(name):
+        return f"`toy:{name}` is a shipped model; pick another name so that it stays as shipped."
+    target = user_toy_dir() / name
+    taken = target.exists() and (not target.is_dir() or any(target.iterdir()))
+    if taken and not may_replace:
+        return (f"A toy model named `toy:{name}` already exists (another participant may have trained it); pick another "
+                "name. Models you trained in this session can be retrained under the same name.")
+    return None
 
 
 def _train(spec: TaskSpec, hyper: dict, torch_device: torch.device, max_steps: int | None, progress: Progress,

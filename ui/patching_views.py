@@ -41,7 +41,7 @@ TARGET_NAMES = {
     "head_out": "Heads, all positions (layer × head)",
     "head_out_by_pos": "Heads by position",
 }
-SCALES = ("each grid its own", "shared, −1 … 1")
+SCALES = ("own", "shared")  # the colour scale: each grid up to its largest |recovery|, or both on -1 ... 1
 TOP_HEADS = 30  # rows shown in the by-position head chart (all rows are in the download)
 INTRO = """
 **Denoising.** The corrupted prompt differs from the clean one in a single detail. The model runs on

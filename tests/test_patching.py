@@ -13,11 +13,13 @@ from page_harness import open_page
 from streamlit.testing.v1 import AppTest
 
 from interp_core.cli import main as cli_main
-from interp_core.core.errors import BadPromptError, NotSingleTokenError, WorkbenchError
+from interp_core.core.errors import BadHeadIdError, BadPromptError, NotSingleTokenError, OutOfRangeError, WorkbenchError
+from interp_core.core.head_id import head_label
 from interp_core.core.names import hook_name
 from interp_core.techniques import patching
 from interp_core.techniques.ablation import ablation_hooks
 from interp_core.techniques.attribution import agreement, attribution_patching
+from interp_core.techniques.contract import run
 from interp_core.techniques.patching import (
     TARGETS,
     _caches,
@@ -28,6 +30,13 @@ from interp_core.techniques.patching import (
     naive_patching,
     patch,
     prepare_pair,
+)
+from interp_core.techniques.patching_requests import (
+    AblationEffectRequest,
+    AttributionRequest,
+    PatchRequest,
+    component_labels,
+    component_target,
 )
 
 CLEAN = "When Mary and John went to the store, John gave a drink to"
@@ -241,6 +250,67 @@ class TestAblation:
         assert abs(effect.ablated_metric - effect.clean_metric) > 1e-4
 
 
+class TestRequests:
+    def test_validated_on_creation_and_hashable(self):
+        """A bad target or method fails before any model; equal requests are one cache key; exact sweeps are heavy."""
+        with pytest.raises(WorkbenchError, match="target must be one of"):
+            PatchRequest(CLEAN, CORRUPT, " Mary", " John", "resid_post")
+        with pytest.raises(WorkbenchError, match="method must be one of"):
+            PatchRequest(CLEAN, CORRUPT, " Mary", " John", "head_out", "naive")
+        with pytest.raises(WorkbenchError, match="method must be one of"):
+            AblationEffectRequest(CLEAN, CORRUPT, " Mary", " John", (("mlp", 0),), "shuffle")
+        a = PatchRequest(CLEAN, CORRUPT, " Mary", " John", "head_out")
+        assert a == PatchRequest(CLEAN, CORRUPT, " Mary", " John", "head_out", "exact") and hash(a) == hash(
+            PatchRequest(CLEAN, CORRUPT, " Mary", " John", "head_out", "exact"))
+        assert a.heavy and not PatchRequest(CLEAN, CORRUPT, " Mary", " John", "head_out", "attribution").heavy
+        assert not AttributionRequest(CLEAN, CORRUPT, " Mary", " John").heavy
+
+    def test_bad_pair_fails_in_check(self, tiny_gpt2):
+        """run() refuses prompts of different token counts before computing anything."""
+        with pytest.raises(BadPromptError, match="same number of tokens"):
+            run(tiny_gpt2, AttributionRequest("When Mary", CORRUPT, " Mary", " John"))
+
+    @pytest.mark.parametrize("method", ["exact", "attribution"])
+    def test_run_equals_patch_and_the_table_holds_the_grid(self, tiny_gpt2, method):
+        """run(PatchRequest) is patch(); its table is the grid cell by cell, heads by position labelled 'L1H2'."""
+        result = run(tiny_gpt2, PatchRequest(CLEAN, CORRUPT, " Mary", " John", "head_out_by_pos", method))
+        expected = patch(tiny_gpt2, CLEAN, CORRUPT, " Mary", " John", "head_out_by_pos", method=method)
+        np.testing.assert_allclose(result.patched, expected.patched, atol=1e-5)
+        (name, table), = result.tables().items()
+        assert name == f"patch_{'attr' if method == 'attribution' else 'exact'}_head_out_by_pos"
+        np.testing.assert_array_equal(table["recovery"].to_numpy(), result.grid.ravel())
+        np.testing.assert_array_equal(table["patched_metric"].to_numpy(), result.patched.ravel())
+        n_heads, n_pos = tiny_gpt2.info.n_heads, len(result.tokens)
+        assert list(table.columns[:2]) == ["head", "pos"]
+        assert table["head"].iloc[n_pos * (n_heads + 2)] == head_label(1, 2)  # row-major: (layer 1, head 2, pos 0)
+        assert table["pos"].iloc[3] == result.labels[2][3]
+
+    def test_attribution_request_holds_every_target(self, tiny_llama):
+        """One request gives every target's attribution grid, each the one PatchRequest(method='attribution') reads."""
+        grids = run(tiny_llama, AttributionRequest(CLEAN, CORRUPT, " Mary", " John"))
+        assert set(grids.grids) == set(TARGETS) and grids.first is grids.of("resid_pre")
+        one = run(tiny_llama, PatchRequest(CLEAN, CORRUPT, " Mary", " John", "attn_out", "attribution"))
+        np.testing.assert_allclose(grids.of("attn_out").patched, one.patched, atol=1e-6)
+        assert set(grids.tables()) == {f"patch_attr_{t}" for t in TARGETS}
+
+    def test_ablation_request_names_components_like_the_page(self, tiny_gpt2):
+        """'L1H3' and 'MLP0' become the engine's targets; the result is ablation_effect's, with its table."""
+        assert component_target("L1H3") == ("head", 1, 3) and component_target("MLP0") == ("mlp", 0)
+        assert "L0H0" in component_labels(2, 4) and component_labels(2, 4)[-1] == "MLP1"
+        with pytest.raises(BadHeadIdError, match="an MLP like 'MLP2'"):
+            component_target("mlp0")
+        request = AblationEffectRequest.of_labels(CLEAN, CORRUPT, " Mary", " John", ["L1H3", "MLP0"], "mean")
+        effect = run(tiny_gpt2, request)
+        pair = prepare_pair(tiny_gpt2, CLEAN, CORRUPT, " Mary", " John")
+        assert effect.to_json() == ablation_effect(tiny_gpt2, pair, [("head", 1, 3), ("mlp", 0)], "mean").to_json()
+        bars = effect.tables()["patch_ablation"]
+        assert list(bars["logit_diff"]) == [effect.clean_metric, effect.ablated_metric, effect.corrupt_metric]
+
+    def test_ablation_of_a_missing_head_fails_in_check(self, tiny_gpt2):
+        with pytest.raises(OutOfRangeError):
+            run(tiny_gpt2, AblationEffectRequest.of_labels(CLEAN, CORRUPT, " Mary", " John", [f"L0H{tiny_gpt2.info.n_heads}"]))
+
+
 class TestCli:
     @pytest.mark.parametrize("method", ["exact", "attribution"])
     def test_json_contract(self, tiny_model_dirs, tiny_gpt2, capsys, method):
@@ -282,6 +352,38 @@ class TestPage:
         at.text_input(key="patch_corrupt").set_value("When Mary went to").run()
         assert not at.exception
         assert any("same number of tokens" in e.value for e in at.error)
+
+    def test_grids_are_the_requests_results(self, tiny_model_dirs, tiny_gpt2):
+        """The page charts the exact and attribution grids of its requests (cached: the same objects), and their agreement."""
+        at = _page(tiny_model_dirs)
+        at.segmented_control(key="patch_target").set_value("head_out").run()
+        assert not at.exception and [e.value for e in at.error] == []
+        assert len(_charts(at)) >= 3  # attribution, exact, agreement
+        exact = run(tiny_gpt2, PatchRequest(CLEAN, CORRUPT, " Mary", " John", "head_out"))
+        shown = {m.label: m.value for m in at.metric}
+        assert shown["Clean logit diff"] == f"{exact.clean_metric:.3f}"
+        corr = agreement(exact, attribution_patching(tiny_gpt2, prepare_pair(tiny_gpt2, CLEAN, CORRUPT, " Mary", " John"))["head_out"])
+        assert shown["Correlation, attribution vs exact"] == ("n/a" if np.isnan(corr) else f"{corr:.3f}")
+
+    def test_shared_colour_scale(self, tiny_model_dirs):
+        """The colour-scale choice puts both grids on −1 … 1 without changing what is shown."""
+        def domains(at: AppTest) -> list:
+            return [json.loads(c.proto.spec)["encoding"]["color"]["scale"]["domain"] for c in _charts(at)[:2]]
+
+        at = _page(tiny_model_dirs)
+        assert domains(at)[0] != [-1.0, 1.0]  # its own scale: this tiny model's attribution grid reaches beyond 1
+        at.radio(key="patch_scale").set_value("shared").run()
+        assert not at.exception
+        assert domains(at) == [[-1.0, 1.0], [-1.0, 1.0]]
+
+    def test_ablation_shows_the_requests_numbers(self, tiny_model_dirs, tiny_gpt2):
+        """Picking a head and an MLP shows the clean run's logit difference with them ablated."""
+        at = _page(tiny_model_dirs)
+        at.multiselect(key="patch_ablate").set_value(["L1H3", "MLP0"]).run()
+        assert not at.exception and [e.value for e in at.error] == []
+        pair = prepare_pair(tiny_gpt2, CLEAN, CORRUPT, " Mary", " John")
+        effect = ablation_effect(tiny_gpt2, pair, [("head", 1, 3), ("mlp", 0)], "zero")
+        assert {m.label: m.value for m in at.metric}["Ablated logit diff"] == f"{effect.ablated_metric:.3f}"
 
 
 @pytest.mark.slow

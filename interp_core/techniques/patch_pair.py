@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from interp_core.core.errors import BadPromptError, WorkbenchError
+from interp_core.core.head_id import head_label
 from interp_core.core.model import LoadedModel
 
 TARGETS: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out", "head_out", "head_out_by_pos")
@@ -135,6 +137,19 @@ class PatchingResult:
             "grid": self.grid,
             "patched": self.patched,
         }
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``patch_attr_<target>`` or ``patch_exact_<target>``: one row per cell with its row label (a layer,
+        or a head ``"L3H7"`` for ``head_out_by_pos``), its column label, ``recovery`` and ``patched_metric``."""
+        if self.grid.ndim == 3:  # (layer, head, pos) -> rows "L{layer}H{head}" x pos
+            rows = [head_label(int(layer), int(head)) for layer in self.labels[0] for head in self.labels[1]]
+            names, cols = ("head", "pos"), self.labels[2]
+        else:
+            rows, cols, names = list(self.labels[0]), self.labels[1], self.axes
+        r, c = np.meshgrid(np.arange(len(rows)), np.arange(len(cols)), indexing="ij")
+        frame = pd.DataFrame({names[0]: [rows[i] for i in r.ravel()], names[1]: [cols[j] for j in c.ravel()],
+                              "recovery": self.grid.ravel(), "patched_metric": self.patched.ravel()})
+        return {f"patch_{'attr' if self.method == 'attribution' else 'exact'}_{self.target}": frame}
 
 
 def normalise(patched: np.ndarray, clean: float, corrupt: float) -> np.ndarray:

@@ -8,10 +8,15 @@ import sys
 
 import numpy as np
 
-from interp_core.techniques.patching import METHODS, TARGETS, patch, prepare_pair, sweep_cost
+from interp_core.cli.support import model_from_args, request_from_args
+from interp_core.core.head_id import head_label
+from interp_core.techniques.contract import run as run_technique
+from interp_core.techniques.patch_pair import METHODS, TARGETS
+from interp_core.techniques.patching_requests import PatchRequest
 
 NAME = "patch"
 HELP = "activation patching: how much of the clean answer each layer/position/head restores"
+REQUEST = PatchRequest  # the page's request for the same grid: every flag is one of its fields
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,15 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from interp_core.cli.support import model_from_args
-
+    request = request_from_args(PatchRequest, args)
     model = model_from_args(args)
-    if args.method == "exact" and not args.json:  # say what it costs first; --json output stays exactly as it was
-        pair = prepare_pair(model, args.clean, args.corrupt, args.answer, args.wrong)
-        cost = sweep_cost(model, pair, args.target)
-        print(f"exact patching of {args.target}: {cost.cells:,} cells over {pair.n_pos} tokens, {cost.describe()} "
-              "on a 2-core CPU (estimate; a GPU is faster)", file=sys.stderr, flush=True)
-    return patch(model, args.clean, args.corrupt, args.answer, args.wrong, args.target, method=args.method).to_json()
+    if request.method == "exact" and not args.json:  # say what it costs first; --json output stays exactly as it was
+        cost = request.cost(model)
+        print(f"exact patching of {request.target}: {cost.cells:,} cells over {request.pair(model).n_pos} tokens, "
+              f"{cost.describe()} on a 2-core CPU (estimate; a GPU is faster)", file=sys.stderr, flush=True)
+    return run_technique(model, request).to_json()
 
 
 def format_text(result: dict) -> str:
@@ -44,7 +47,7 @@ def format_text(result: dict) -> str:
     grid = np.array(result["grid"], dtype=float)
     if grid.ndim == 3:  # (layer, head, pos) -> rows "L{l}H{h}"
         grid = grid.reshape(-1, grid.shape[-1])
-        rows = [f"L{l}H{h}" for l in result["labels"][0] for h in result["labels"][1]]
+        rows = [head_label(int(layer), int(head)) for layer in result["labels"][0] for head in result["labels"][1]]
     else:
         rows = [f"L{l}" for l in result["labels"][0]]
     lines.append(f"normalised recovery, rows {' x '.join(result['axes'][:-1])}, columns {result['axes'][-1]}:")

@@ -62,11 +62,14 @@ FLAT_TOKENS = 8192  # tokens per call of the flattened block: bounds memory on l
 
 # --- what an exact sweep costs ---------------------------------------------------------------
 CONFIRM_SECONDS = 60.0  # pages ask before starting an exact sweep estimated to take longer
-# Calibration (GUIDE.md section 6): a model of the default's shape (SmolLM2-135M) on 20 tokens,
-# resid_pre (600 cells), batched and started at the patched layer, took about 10 s on the
-# project's 2-core CPU; 10, 20 and 40 positions took 1.6, 5.1 and 19.8 s (about x4 per doubling).
+# Calibration (benchmarks/patching.py --calibrate, 2026-12-02, quiet 2-core CPU): a random model of the
+# default's shape (SmolLM2-135M) on a pair differing at its first token (every cell runs), resid_pre:
+# 10, 20, 40 and 80 tokens took 1.7, 6.2, 27.0 and 128 s; GPT-2-small's shape on 20 tokens 1.85 s.
 _CALIBRATION = dict(n_layers=30, n_heads=9, d_model=576, d_mlp=1536, d_vocab=49152, n_tokens=20, target="resid_pre")
-_CALIBRATION_SECONDS = 10.0
+_CALIBRATION_SECONDS = 6.2
+# Attention runs per row over every position as small batched products and a softmax: per
+# multiply-add several times slower than the big flattened matrix products (fitted to the 80 tokens).
+_ATTENTION_SLOWDOWN = 8
 
 
 @dataclass(frozen=True)
@@ -107,14 +110,21 @@ def _sweep_work(n_layers: int, n_heads: int, d_model: int, d_mlp: int, d_vocab: 
     else:
         grid_per_layer, run_per_layer = n_tokens, positions
     # Rows of layer L join at block L and run every later block: a triangle over the layers.
-    block_passes = run_per_layer * n_layers * (n_layers + 1) // 2
-    # One row through one block: the weights once per token (attention 4 d^2, an MLP 3 d d_mlp when
-    # gated as in llama, else 2) plus attention scores and mixing, which grow with the prompt's square.
-    mlp = (3 if gated_mlp else 2) * d_model * d_mlp
-    per_pass = n_tokens * (4 * d_model**2 + mlp) + 2 * n_tokens**2 * d_model
-    unembed = n_layers * run_per_layer * d_model * d_vocab  # the last position of every row
-    cached_runs = 2 * n_layers * per_pass  # the clean and corrupted runs with their caches
-    return n_layers * grid_per_layer, n_layers * run_per_layer, block_passes, block_passes * per_pass + unembed + cached_runs
+    triangle = n_layers * (n_layers + 1) // 2
+    block_passes = run_per_layer * triangle
+    # A row patched at position p runs positions p.. only: a row per run position q from the first
+    # differing one (n_tokens - positions) gives n_tokens - q tokens; a head at every position runs them all.
+    if target == "head_out":
+        tokens_per_layer = n_heads * n_tokens
+    else:
+        tokens_per_layer = (run_per_layer // positions if positions else 0) * positions * (positions + 1) // 2
+    # One token through one block: the weights once (attention 4 d^2, an MLP 3 d d_mlp when gated as
+    # in llama, else 2); one row's attention over every position: 2 n^2 d, at its slower rate.
+    per_token = 4 * d_model**2 + (3 if gated_mlp else 2) * d_model * d_mlp
+    attention = _ATTENTION_SLOWDOWN * 2 * n_tokens**2 * d_model
+    cached_runs = 2 * n_layers * n_tokens * per_token + 2 * d_model * d_vocab  # the clean and corrupted runs
+    work = tokens_per_layer * triangle * per_token + block_passes * attention + cached_runs
+    return n_layers * grid_per_layer, n_layers * run_per_layer, block_passes, work
 
 
 _SECONDS_PER_WORK = _CALIBRATION_SECONDS / _sweep_work(**_CALIBRATION)[3]
@@ -130,12 +140,12 @@ def estimate_exact_cost(*, n_layers: int, n_heads: int, d_model: int, d_mlp: int
             (default: all); cells before it cannot change anything and are skipped.
         gated_mlp: three MLP matrices (llama family) rather than two (GPT-2, Pythia).
 
-    The time is the work (block passes x the cost of one block on ``n_tokens`` tokens, plus the
-    unembedding of each row) scaled to the measured calibration point above. It grows about
-    with the square of the prompt (cells x tokens per row), faster once attention dominates,
-    and with the square of the layer count (rows patched at layer 0 pass every block). Checked
-    against the guide's second measurement: GPT-2-small's shape, 20 tokens, 240 cells, 2.9 s
-    measured, 3.0 s estimated.
+    The time is the work (tokens through blocks x the cost of one token, plus each row's attention)
+    scaled to the measured calibration point above. A cell runs only from its position on, so the
+    work grows with the square of the differing part of the prompt (cells x tokens per cell), faster
+    once attention dominates, and with the square of the layer count (rows patched at layer 0 pass
+    every block). Checked against the other measurements: 10, 40 and 80 tokens estimated 1.6, 26
+    and 120 s (measured 1.7, 27.0, 128); GPT-2-small's shape, 20 tokens, 1.8 s (measured 1.85).
     """
     cells, run_cells, passes, work = _sweep_work(n_layers, n_heads, d_model, d_mlp, d_vocab, n_tokens, target,
                                                  n_positions, gated_mlp)

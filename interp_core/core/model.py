@@ -349,11 +349,13 @@ class LoadedModel:
                 x = x[:, -1:]
             return self.unembed(self.adapter.final_norm(x))
 
-    def run_block_rows(self, resid: torch.Tensor, starts: torch.Tensor, layer: int, prefix: PrefixKeyValues) -> torch.Tensor:
+    def run_block_rows(self, resid: torch.Tensor, starts: torch.Tensor, layer: int, prefix: PrefixKeyValues, *,
+                       last_position_only: bool = False) -> torch.Tensor:
         """Block ``layer`` over rows that agree with ``prefix``'s run before their ``starts``:
         :func:`interp_core.core.prefix.block_over_row_suffixes` (no hooks), ``(rows, pos, d_model)``."""
         with self.lock, torch.no_grad():
-            return block_over_row_suffixes(self.adapter, layer, resid.to(self.device), starts, prefix)
+            return block_over_row_suffixes(self.adapter, layer, resid.to(self.device), starts, prefix,
+                                           last_position_only=last_position_only)
 
     # --- pieces ------------------------------------------------------------------------
     def apply_final_norm(self, resid: torch.Tensor) -> torch.Tensor:

@@ -134,7 +134,7 @@ def suffix_keywords(keywords: dict, start: int, prefix: PrefixKeyValues | None, 
 
 
 def block_over_row_suffixes(adapter: Adapter, layer: int, resid: torch.Tensor, starts: torch.Tensor,
-                            prefix: PrefixKeyValues) -> torch.Tensor:
+                            prefix: PrefixKeyValues, *, last_position_only: bool = False) -> torch.Tensor:
     """Block ``layer`` over rows that agree with the recorded run before their own start.
 
     Every linear map runs once over all rows' positions ``>= start``, flattened into one batch of
@@ -147,10 +147,12 @@ def block_over_row_suffixes(adapter: Adapter, layer: int, resid: torch.Tensor, s
             row's start are ignored.
         starts: ``(rows,)`` the first position where each row may differ from the recorded run.
         prefix: the recorded run's keys and values.
+        last_position_only: the last block of a run read at its last position: keys and values of
+            every own position, but the attention output and the MLP of the last position only.
 
     Returns:
-        ``(rows, pos, d_model)``: the residual leaving the block at positions ``>= start``; before
-        the start, ``resid``'s values unchanged.
+        ``(rows, pos, d_model)``: the residual leaving the block at positions ``>= start`` (only the
+        last with ``last_position_only``); elsewhere ``resid``'s values unchanged.
     """
     n_rows, n_pos, _ = resid.shape
     positions = torch.arange(n_pos, device=resid.device)
@@ -175,6 +177,10 @@ def block_over_row_suffixes(adapter: Adapter, layer: int, resid: torch.Tensor, s
     future = torch.ones(n_pos, n_pos, dtype=torch.bool, device=resid.device).triu(1)
     pattern = scores.masked_fill(future, float("-inf")).float().softmax(-1).to(v.dtype)
     z = torch.einsum("rhqk,rkhd->rqhd", pattern, v)  # (rows, pos, head, d_head)
+    if last_position_only:
+        own = torch.zeros_like(own)
+        own[:, -1] = True
+        x = resid[:, -1]
     attn_out = parts.out(z[own].flatten(-2))
     if adapter.parallel_residual:
         out = x + attn_out + parts.mlp(parts.ln2(x))

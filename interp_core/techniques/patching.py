@@ -364,7 +364,9 @@ def _run_block(model: LoadedModel, context: LayerContext, prefix: PrefixKeyValue
                 tokens = 0
             tokens += length
         cuts.append(len(rows.ids))
-        parts = [model.run_block_rows(rows.resid[a:b], rows.starts[a:b], layer, prefix) for a, b in zip(cuts, cuts[1:])]
+        last = layer == model.info.n_layers - 1  # only the last position is read after the last block
+        parts = [model.run_block_rows(rows.resid[a:b], rows.starts[a:b], layer, prefix, last_position_only=last)
+                 for a, b in zip(cuts, cuts[1:])]
         return _Rows(torch.cat(parts), rows.starts, rows.ids)
     corrupt = corrupt_cache[hook_name("hook_resid_pre", layer)]  # (1, pos, d_model)
     positions = torch.arange(corrupt.shape[1], device=corrupt.device)

@@ -7,6 +7,7 @@ import argparse
 
 from interp_core.cli.support import model_from_args
 from interp_core.core.errors import WorkbenchError
+from interp_core.core.head_id import head_label
 from interp_core.techniques.circuits import CopyingRequest, OVRequest, token_ids
 from interp_core.techniques.composition import CompositionRequest
 from interp_core.techniques.contract import run as run_technique
@@ -53,7 +54,7 @@ def format_text(result: dict) -> str:
     lines = [f"copying score (full OV) of every head, rows = layers (norms folded: {result['fold_norms']}):"]
     lines += [f"  L{i:<3d}" + " ".join(f"{v:+.2f}" for v in row) for i, row in enumerate(result["copying_score"])]
     if "layer" in result:
-        name = f"L{result['layer']}H{result['head']}"
+        name = head_label(result["layer"], result["head"])
         lines.append(f"{name}: full OV copying {result['full_copying_score']:+.3f}, residual-space OV {result['basic_copying_score_head']:+.3f}")
         comp = result["composition"]
         lines.append(f"composition into {name} (random baseline {comp['baseline']['q']:.3f}):")

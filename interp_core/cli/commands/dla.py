@@ -7,6 +7,7 @@ import argparse
 import numpy as np
 
 from interp_core.cli.support import run_request
+from interp_core.core.head_id import head_label
 from interp_core.techniques.dla import DlaRequest
 
 NAME = "dla"
@@ -30,7 +31,7 @@ def format_text(result: dict) -> str:
     lines += [f"{entry['value']:+9.3f}  {entry['name']}" for entry in result["layers"]]
     heads = np.array(result["heads"])
     order = np.argsort(-np.abs(heads), axis=None)[:10]
-    lines.append("top heads: " + ", ".join(f"L{layer}H{head} {heads[layer, head]:+.3f}" for layer, head in zip(*np.unravel_index(order, heads.shape))))
+    lines.append("top heads: " + ", ".join(f"{head_label(layer, head)} {heads[layer, head]:+.3f}" for layer, head in zip(*np.unravel_index(order, heads.shape))))
     lines.append(f"components {sum(e['value'] for e in result['layers']):+.4f} + bias {result['bias_term']:+.4f} = total {result['total']:+.4f}")
     lines.append(f"model's own {result['metric']}: {result['model_logit_diff']:+.4f} (gap {result['gap']:+.2e})")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ import argparse
 import numpy as np
 
 from interp_core.cli.support import model_from_args, request_from_args
+from interp_core.core.head_id import head_label
 from interp_core.techniques.attention import SCORE_LABELS, SCORE_NAMES, HeadScoresRequest
 from interp_core.techniques.contract import run as run_technique
 
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> dict:
 def format_text(result: dict) -> str:
     lines = [f"{result['layers']} layers x {result['heads']} heads; tokens: " + " | ".join(repr(t) for t in result["tokens"])]
     for name in SCORE_NAMES:
-        best = ", ".join(f"L{layer}H{head} {value:.3f}" for layer, head, value in result["top"][name])
+        best = ", ".join(f"{head_label(layer, head)} {value:.3f}" for layer, head, value in result["top"][name])
         if not best:
             best = "undefined on this prompt (no repeated token)" if np.all([v is None for row in result[name] for v in row]) else "-"
         lines.append(f"{SCORE_LABELS[name]:>20}: {best}")

@@ -393,7 +393,7 @@ def _flat_rows_agree(model: LoadedModel, prefix: PrefixKeyValues, corrupt_cache:
             got = model.run_block_rows(resid.expand(2, -1, -1), starts, layer, prefix)
         except NotImplementedError:
             return False
-        own = torch.arange(resid.shape[1])[None, :] >= starts[:, None]  # what the rows computed
+        own = (torch.arange(resid.shape[1])[None, :] >= starts[:, None]).to(got.device)  # what the rows computed
         if not torch.allclose(got[own].float(), want[own].float(), rtol=1e-3, atol=1e-4 * float(want.abs().max()) + 1e-5):
             return False
     return True

@@ -317,7 +317,17 @@ class Addition(_Edit):
 
     def __call__(self, value: torch.Tensor, name: str) -> torch.Tensor:
         steered = (self.absolute(value) >= 1).to(value.dtype)[None, :, None]  # (1, pos, 1): position 0 untouched
-        return value + self.coefficient * steered * self.vector
+        out = value + self.coefficient * steered * self.vector
+        # Every later norm divides by the root of the mean square: once the square overflows float32 the
+        # run is NaN or silently zero, so stop here and say why.
+        fine = torch.isfinite(out.pow(2).sum(-1)).all(-1)  # (batch,)
+        if not fine.all():
+            row = int((~fine).nonzero()[0, 0])
+            c = float(self.coefficient.flatten()[min(row, self.coefficient.numel() - 1)])
+            raise SteeringOverflowError(f"With coefficient {c:g} the residual stream overflows (its squared norm is beyond "
+                                        "float32), so the model's output would be NaN. Use a smaller coefficient: useful "
+                                        "ones are usually below a few units.")
+        return out
 
     def hooks(self) -> list[tuple[str, Callable]]:
         return [(resid_name(self.layer), self)]
@@ -348,8 +358,9 @@ def generate(model: LoadedModel, ids: torch.Tensor, max_new_tokens: int, edit: _
              on_text: Callable[[str], None] | None = None) -> tuple[str, list[int]]:
     """Greedy continuation of ``ids (1, pos)`` with the model's KV cache, ``edit`` attached throughout.
 
-    Returns the continuation's text and token ids; stops early at the end-of-text token."""
-    eos = model.tokenizer.eos_token_id
+    Returns the continuation's text and token ids; stops early at a special token (end of text)."""
+    # A base model's continuation ends at its first special token (end of text, a chat marker).
+    stop = set(getattr(model.tokenizer, "all_special_ids", []) or []) | {model.tokenizer.eos_token_id}
     new: list[int] = []
     text = ""
     past = None
@@ -363,7 +374,7 @@ def generate(model: LoadedModel, ids: torch.Tensor, max_new_tokens: int, edit: _
             _check_finite(out.logits, edit.what if edit is not None else "no edit")
             past = out.past_key_values
             token = int(out.logits[0, -1].argmax())
-            if token == eos:
+            if token in stop:
                 break
             new.append(token)
             text = model.tokenizer.decode(new)

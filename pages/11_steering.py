@@ -26,10 +26,10 @@ PRESETS = {
     "Paris → Rome": {"prompt": "The capital of France is", "steer_mode": ONE, "steer_pos": "The capital of Italy",
                      "steer_neg": "The capital of France", "steer_layer": min(16, top), "steer_c": 0.75, "steer_target": " Rome",
                      "steer_ablate": False, "steer_tokens": 30},
-    "Hate → love": {"prompt": "I hate you because", "steer_mode": ONE, "steer_pos": "I love", "steer_neg": "I hate",
-                    "steer_layer": min(10, top), "steer_c": 0.75, "steer_target": " you", "steer_ablate": False, "steer_tokens": 30},
+    "Love → hate": {"prompt": "I think you are", "steer_mode": ONE, "steer_pos": "I hate", "steer_neg": "I love",
+                    "steer_layer": min(12, top), "steer_c": 0.75, "steer_target": " just", "steer_ablate": False, "steer_tokens": 30},
     "Italy, three pairs (CAA)": {"prompt": "The capital of France is", "steer_mode": PAIRS, "steer_pairs": CAPITALS,
-                                 "steer_layer": min(16, top), "steer_c": 0.75, "steer_target": " Rome", "steer_ablate": False,
+                                 "steer_layer": min(16, top), "steer_c": 1.25, "steer_target": " Rome", "steer_ablate": False,
                                  "steer_tokens": 30},
 }
 page.presets(PRESETS, key="steer", default="Paris → Rome", label="Presets (they also set the sidebar prompt):")

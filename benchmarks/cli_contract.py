@@ -45,6 +45,9 @@ CASES: dict[str, list[str]] = {
                     "--target", "head_out"],
     "circuits": ["circuits", "--layer", "18", "--head", "6", "--tokens", "Paris, cat"],
     "probe": ["probe", "--dataset", "facts", "--folds", "3"],
+    "steer": ["steer", "--prompt", "The capital of France is", "--positive", "The capital of Italy", "--negative",
+              "The capital of France", "--layer", "16", "--coefficient", "0.75", "--coefficients", "0,0.5,0.75,1,1.5",
+              "--target", " Rome", "--max-new-tokens", "10"],
     # the shipped induction toy
     "toy_predict": ["predict", "--model", "toy:induction", "--prompt", TOY_SEQ],
     "toy_logit_lens": ["logit-lens", "--model", "toy:induction", "--prompt", TOY_SEQ],

@@ -9,6 +9,7 @@ only the part that needed the result (:func:`run_or_stop` stops the whole page).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 import streamlit as st
@@ -31,8 +32,14 @@ def cached(model: LoadedModel, request: Request) -> Result | None:
     return jobs.lookup(cache_key(model, request))  # type: ignore[return-value]
 
 
-def run(model: LoadedModel | None, request: Request) -> Result | None:
-    """The result of ``request`` on ``model``, computed at most once per server; None after an error (shown)."""
+def run(model: LoadedModel | None, request: Request, compute: Callable[[], Result] | None = None) -> Result | None:
+    """The result of ``request`` on ``model``, computed at most once per server; None after an error (shown).
+
+    Args:
+        compute: for a light request, what to call on a cache miss instead of the plain technique run:
+            one that shows partial output while it works (the Steering page streams tokens). It must
+            return exactly the request's result, since that is what is cached.
+    """
     key = cache_key(model, request)
     try:
         if request.heavy:
@@ -40,7 +47,7 @@ def run(model: LoadedModel | None, request: Request) -> Result | None:
         found = jobs.lookup(key)
         if found is None:
             with st.spinner(f"{request.label}…"):
-                found = run_technique(model, request)
+                found = compute() if compute is not None else run_technique(model, request)
             jobs.remember(key, found)
         return found  # type: ignore[return-value]
     except WorkbenchError as error:

@@ -10,6 +10,7 @@ import torch
 from interp_core import load_model
 from interp_core.core.errors import BadPromptError, ModelLoadError, NotSingleTokenError, UnknownHookError
 from interp_core.core.names import hook_name, parse_hook_name
+from interp_core.core.prefix import KeyValueRecorder
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 # float32 sums of ~10 terms of size ~1: 1e-4 absolute leaves room for reassociation only.
@@ -185,9 +186,11 @@ class TestHooks:
         full replay's values there when the rows differ from that run only from ``start`` on."""
         tokens = _tokens(tiny_model)
         n_layers, n_pos = tiny_model.info.n_layers, tokens.shape[1]
-        _, cache = tiny_model.run_with_cache(tokens, [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)])
+        recorder = KeyValueRecorder()
+        _, cache = tiny_model.run_with_cache(tokens, [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)],
+                                             key_values=recorder)
         context = tiny_model.layer_context(tokens)
-        prefix = tiny_model.record_key_values(cache["blocks.0.hook_resid_pre"], context)
+        prefix = recorder.recorded()
         generator = torch.Generator().manual_seed(0)
         for layer in range(n_layers):
             for start in (1, n_pos // 2, n_pos - 1):

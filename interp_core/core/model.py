@@ -24,6 +24,7 @@ from interp_core.core.prefix import (
     PrefixKeyValues,
     block_keywords,
     block_over_row_suffixes,
+    cache_argument,
     suffix_keywords,
 )
 
@@ -60,10 +61,9 @@ class LayerContext:
     """What a decoder block is called with besides the residual (mask, rotary tables, ...),
     recorded on a real forward so blocks can be replayed from any layer."""
 
-    args: tuple
-    kwargs: dict
+    keywords: dict  # every argument besides the residual, by name (:func:`interp_core.core.prefix.block_keywords`)
     n_pos: int
-    keywords: dict  # args and kwargs by name (see :func:`interp_core.core.prefix.block_keywords`)
+    cache_argument: str | None  # the block's KV-cache argument, where it has one
 
 
 class LoadedModel:
@@ -280,22 +280,9 @@ class LoadedModel:
                 pass
             finally:
                 handle.remove()
-        args, kwargs = seen["args"], seen["kwargs"]
-        keywords = block_keywords(self.adapter.layers[0], args, kwargs)  # type: ignore[arg-type]
-        return LayerContext(args, kwargs, int(tokens.shape[1]), keywords)  # type: ignore[arg-type]
-
-    def record_key_values(self, resid: torch.Tensor, context: LayerContext) -> PrefixKeyValues:
-        """The keys and values every block computes for ``resid (1, pos, d_model)`` entering block 0,
-        as its attention stores them; for :meth:`run_blocks` over a suffix."""
-        recorder = KeyValueRecorder()
-        keywords = suffix_keywords(context.keywords, 0, None, context.n_pos, resid.dtype)
-        keywords[context.keywords["_cache_argument"]] = recorder
-        with self.lock, torch.no_grad():
-            x = resid.to(self.device)
-            for block in self.adapter.layers:
-                out = block(x, **keywords)
-                x = out[0] if isinstance(out, tuple) else out
-        return PrefixKeyValues(dict(recorder.keys), dict(recorder.values))
+        block = self.adapter.layers[0]
+        keywords = block_keywords(block, seen["args"], seen["kwargs"])  # type: ignore[arg-type]
+        return LayerContext(keywords, int(tokens.shape[1]), cache_argument(block))
 
     def run_blocks(
         self,
@@ -320,8 +307,9 @@ class LoadedModel:
                 ``(batch, pos, d_model)``, instead of logits.
             prefix, start_pos: run positions ``start_pos..`` only: ``resid`` is then
                 ``(batch, pos - start_pos, d_model)`` and attention reads the keys and values of
-                positions ``..start_pos-1`` from ``prefix`` (:meth:`record_key_values` of a run that
-                agrees with this one before ``start_pos``). Hook values then cover those positions only.
+                positions ``..start_pos-1`` from ``prefix`` (recorded by :meth:`run_with_cache`'s
+                ``key_values`` on a run that agrees with this one before ``start_pos``). Hook values
+                then cover those positions only.
 
         Returns:
             logits ``(batch, 1 or pos, d_vocab)``, equal to a full forward's logits when
@@ -334,15 +322,10 @@ class LoadedModel:
             raise ValueError("A run from a later position needs the earlier positions' keys and values (prefix).")
         with self.lock, attached(self.adapter, hooks), torch.set_grad_enabled(grad):
             x = resid.to(self.device)
-            if start_pos:
-                keywords = suffix_keywords(context.keywords, start_pos, prefix, context.n_pos, x.dtype)
-                for block in self.adapter.layers[start_layer:end_layer]:
-                    out = block(x, **keywords)
-                    x = out[0] if isinstance(out, tuple) else out
-            else:
-                for block in self.adapter.layers[start_layer:end_layer]:
-                    out = block(x, *context.args, **context.kwargs)
-                    x = out[0] if isinstance(out, tuple) else out
+            keywords = suffix_keywords(context.keywords, context.cache_argument, start_pos, prefix, context.n_pos, x.dtype)
+            for block in self.adapter.layers[start_layer:end_layer]:
+                out = block(x, **keywords)
+                x = out[0] if isinstance(out, tuple) else out
             if end_layer is not None:
                 return x
             if last_position_only:

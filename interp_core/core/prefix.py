@@ -27,6 +27,18 @@ _POSITION_AXIS: dict[str, int] = {"attention_mask": -2, "position_ids": -1, "cac
 _CACHE_ARGUMENTS = ("past_key_values", "layer_past")  # what HF families call the KV cache argument
 
 
+def cache_argument(block: nn.Module) -> str | None:
+    """The name of ``block``'s KV-cache argument (``past_key_values`` or ``layer_past``), or None."""
+    parameters = inspect.signature(block.forward).parameters
+    return next((name for name in _CACHE_ARGUMENTS if name in parameters), None)
+
+
+def _no_cache_argument(block_or_type: object) -> ValueError:
+    name = block_or_type if isinstance(block_or_type, str) else type(block_or_type).__name__
+    return ValueError(f"{name} takes no KV-cache argument ({' or '.join(_CACHE_ARGUMENTS)}), so it cannot be run "
+                      "over the last positions of a prompt.")
+
+
 class KeyValueRecorder:
     """A stand-in KV cache that records what each attention layer computes and changes nothing."""
 
@@ -44,12 +56,10 @@ class KeyValueRecorder:
 
     def attach(self, block: nn.Module) -> torch.utils.hooks.RemovableHandle:
         """Give ``block`` this recorder as its KV cache on every call until the handle is removed."""
-        signature = inspect.signature(block.forward)
-        names = list(signature.parameters)
-        name = next((n for n in _CACHE_ARGUMENTS if n in names), None)
+        name = cache_argument(block)
         if name is None:
-            raise ValueError(f"{type(block).__name__} takes no KV-cache argument ({' or '.join(_CACHE_ARGUMENTS)}).")
-        index = names.index(name)  # its position counts the residual, which comes first
+            raise _no_cache_argument(block)
+        index = list(inspect.signature(block.forward).parameters).index(name)  # counts the residual, which comes first
 
         def pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
             if len(args) > index:
@@ -67,6 +77,11 @@ class PrefixKeyValues:
 
     keys: dict[int, torch.Tensor]
     values: dict[int, torch.Tensor]
+
+    def row(self, index: int) -> PrefixKeyValues:
+        """The recording of one prompt of a batch, ``(1, kv_head, pos, d_head)`` per layer."""
+        return PrefixKeyValues({layer: k[index : index + 1] for layer, k in self.keys.items()},
+                               {layer: v[index : index + 1] for layer, v in self.values.items()})
 
     def cache(self, start: int) -> _PrefixCache:
         """A KV cache that prepends positions ``0..start-1`` of the recorded run."""
@@ -90,11 +105,7 @@ class _PrefixCache:
 
 
 def block_keywords(block: nn.Module, args: tuple, kwargs: dict) -> dict:
-    """Every argument a block was called with besides the residual, by name.
-
-    Raises:
-        ValueError: the block takes no KV-cache argument (so it cannot be replayed over a suffix).
-    """
+    """Every argument a block was called with besides the residual, by name."""
     signature = inspect.signature(block.forward)
     bound = signature.bind_partial(None, *args, **kwargs).arguments
     first = next(iter(signature.parameters))
@@ -102,22 +113,26 @@ def block_keywords(block: nn.Module, args: tuple, kwargs: dict) -> dict:
     for name, parameter in signature.parameters.items():
         if parameter.kind is inspect.Parameter.VAR_KEYWORD and name in named:
             named.update(named.pop(name))
-    if not any(name in signature.parameters for name in _CACHE_ARGUMENTS):
-        raise ValueError(f"{type(block).__name__} takes no KV-cache argument ({' or '.join(_CACHE_ARGUMENTS)}).")
-    named["_cache_argument"] = next(name for name in _CACHE_ARGUMENTS if name in signature.parameters)
     return named
 
 
-def suffix_keywords(keywords: dict, start: int, prefix: PrefixKeyValues | None, n_pos: int, dtype: torch.dtype) -> dict:
-    """The block's keyword arguments for positions ``start..`` of ``n_pos`` only, with the prefix's KV cache.
+def suffix_keywords(keywords: dict, cache_name: str | None, start: int, prefix: PrefixKeyValues | None, n_pos: int,
+                    dtype: torch.dtype) -> dict:
+    """The block's keyword arguments for positions ``start..`` of ``n_pos`` only, with the prefix's KV cache
+    passed as ``cache_name`` (:func:`cache_argument`).
 
     ``start == 0`` (or no prefix) gives the keywords unchanged, without a cache. Where the full run
     had no explicit mask (causality left to the kernel, which would align a shorter query block to
     the wrong keys), an explicit causal mask ``(1, 1, n_pos - start, n_pos)`` is given.
+
+    Raises:
+        ValueError: a run from a later position on a block that takes no KV-cache argument.
     """
-    out = {name: value for name, value in keywords.items() if name != "_cache_argument"}
+    out = dict(keywords)
     if start == 0 or prefix is None:
         return out
+    if cache_name is None:
+        raise _no_cache_argument("This model's decoder block")
     for name, value in out.items():
         if name in _POSITION_AXIS and isinstance(value, torch.Tensor):
             axis = _POSITION_AXIS[name]
@@ -129,7 +144,7 @@ def suffix_keywords(keywords: dict, start: int, prefix: PrefixKeyValues | None, 
         future = torch.ones(n_pos, n_pos, dtype=torch.bool, device=device).triu(1)[start:]
         mask = torch.zeros(future.shape, dtype=dtype, device=device).masked_fill(future, torch.finfo(dtype).min)
         out["attention_mask"] = mask[None, None]
-    out[keywords["_cache_argument"]] = prefix.cache(start)
+    out[cache_name] = prefix.cache(start)
     return out
 
 

@@ -211,9 +211,7 @@ def _caches(model: LoadedModel, pair: PatchPair, target: str) -> tuple[float, fl
     corrupt_cache = {name: value[1:] for name, value in cache.items()}
     metrics = logit_diff(logits, pair.answer_id, pair.wrong_id)
     clean_metric, corrupt_metric = float(metrics[0]), float(metrics[1])
-    recorded = recorder.recorded()
-    prefix = PrefixKeyValues({k: v[1:] for k, v in recorded.keys.items()}, {k: v[1:] for k, v in recorded.values.items()})
-    return clean_metric, corrupt_metric, clean_cache, corrupt_cache, prefix
+    return clean_metric, corrupt_metric, clean_cache, corrupt_cache, recorder.recorded().row(1)
 
 
 def exact_patching(
@@ -282,8 +280,8 @@ def exact_patching(
 class _Rows:
     """Patched runs under way: ``resid (rows, pos, d_model)``, each row's first position that can
     differ from the corrupted run ``starts (rows,)``, and its flat index in the grid ``ids (rows,)``.
-    Rows are kept sorted by ``starts``. Before a row's start its ``resid`` may be stale: it is
-    refilled from the corrupted run before each block."""
+    Rows are kept sorted by ``starts``. Before a row's start its ``resid`` may be stale: the
+    flattened blocks never read it there, the model's own blocks get it refilled from the corrupted run."""
 
     resid: torch.Tensor
     starts: torch.Tensor

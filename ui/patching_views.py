@@ -12,8 +12,7 @@ import streamlit as st
 
 from interp_core.techniques.attribution import agreement
 from interp_core.techniques.patch_pair import PatchingResult
-from interp_core.techniques.patching import SweepCost
-from interp_core.techniques.patching_requests import AblationOutcome
+from interp_core.techniques.patching import AblationEffect, SweepCost
 from ui.charts import heatmap
 from ui.page import caution, show_chart
 
@@ -131,7 +130,7 @@ def show_agreement(exact: PatchingResult, approx: PatchingResult) -> None:
                caption="Each dot is one cell; on the dashed line the approximation is exact.")
 
 
-def show_ablation(effect: AblationOutcome, picked: list[str], answer: str, wrong: str) -> None:
+def show_ablation(effect: AblationEffect, picked: list[str], answer: str, wrong: str) -> None:
     """The ablated run's logit difference between the clean and corrupted runs: three metrics and a bar chart."""
     a, b, c = st.columns(3)
     a.metric("Clean logit diff", f"{effect.clean_metric:.3f}")

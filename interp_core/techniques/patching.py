@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from interp_core.core.errors import WorkbenchError
@@ -481,6 +482,13 @@ class AblationEffect:
         """Where the ablated run sits between corrupted (0) and clean (1)."""
         d = self.clean_metric - self.corrupt_metric
         return float("nan") if abs(d) < 1e-9 else (self.ablated_metric - self.corrupt_metric) / d
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``patch_ablation``: the logit difference of the clean, ablated and corrupted runs."""
+        return {"patch_ablation": pd.DataFrame({
+            "run": ["clean", "ablated", "corrupted"],
+            "logit_diff": [self.clean_metric, self.ablated_metric, self.corrupt_metric],
+        })}
 
     def to_json(self) -> dict:
         return {

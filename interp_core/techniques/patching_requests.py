@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -144,18 +144,6 @@ def component_target(label: str) -> tuple:
 
 
 @dataclass(frozen=True)
-class AblationOutcome(AblationEffect):
-    """:class:`~interp_core.techniques.patching.AblationEffect` with the table the page charts."""
-
-    def tables(self) -> dict[str, pd.DataFrame]:
-        """``patch_ablation``: the logit difference of the clean, ablated and corrupted runs."""
-        return {"patch_ablation": pd.DataFrame({
-            "run": ["clean", "ablated", "corrupted"],
-            "logit_diff": [self.clean_metric, self.ablated_metric, self.corrupt_metric],
-        })}
-
-
-@dataclass(frozen=True)
 class AblationEffectRequest(_PairRequest):
     """The clean prompt's logit difference with ``targets`` (``("head", L, H)`` / ``("mlp", L)``) ablated
     by ``method`` (zero; mean over both prompts; resample = the corrupted prompt's activation)."""
@@ -179,6 +167,5 @@ class AblationEffectRequest(_PairRequest):
         super().check(model)
         validate_targets(model, self.targets)
 
-    def compute(self, model: LoadedModel, on_progress: Progress) -> AblationOutcome:
-        effect = ablation_effect(model, self.pair(model), list(self.targets), self.method)  # type: ignore[arg-type]
-        return AblationOutcome(**{field.name: getattr(effect, field.name) for field in fields(effect)})
+    def compute(self, model: LoadedModel, on_progress: Progress) -> AblationEffect:
+        return ablation_effect(model, self.pair(model), list(self.targets), self.method)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from page_harness import open_page
 
 from interp_core.cli.main import main
 from interp_core.core.errors import BadPromptError, NotSingleTokenError, OutOfRangeError, WorkbenchError
+from interp_core.core.names import hook_name
 from interp_core.techniques.contract import run
 from interp_core.techniques.steering import (
     Ablation,
@@ -20,7 +21,6 @@ from interp_core.techniques.steering import (
     edited_logits,
     generate,
     parse_pairs,
-    resid_name,
     steering_vector,
 )
 
@@ -30,7 +30,7 @@ PAIR = ((POS, NEG),)
 
 def _resid_names(model) -> list[str]:
     n = model.info.n_layers
-    return [resid_name(layer) for layer in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+    return [hook_name("hook_resid_pre", layer) for layer in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
 
 
 def _greedy_without_cache(model, ids, n, edit=None) -> list[int]:
@@ -49,7 +49,7 @@ class TestVector:
     def test_vector_is_the_difference_of_captured_activations(self, tiny_model):
         """v = resid_pre[L](positive)[last] - resid_pre[L](negative)[last], from two full runs."""
         layer = tiny_model.info.n_layers - 1
-        name = resid_name(layer)
+        name = hook_name("hook_resid_pre", layer)
         _, pos = tiny_model.run_with_cache(tiny_model.tokenize(POS), [name])
         _, neg = tiny_model.run_with_cache(tiny_model.tokenize(NEG), [name])
         expected = pos[name][0, -1] - neg[name][0, -1]
@@ -89,14 +89,14 @@ class TestAddition:
         names = _resid_names(tiny_model)
         _, plain = edited_logits(tiny_model, ids, None, names)
         edit = Addition(v, layer, c)
-        assert [name for name, _ in edit.hooks()] == [resid_name(layer)]
+        assert [name for name, _ in edit.hooks()] == [hook_name("hook_resid_pre", layer)]
         # a recording hook after the edit on the same point sees the edited value
         _, after = tiny_model.run_with_cache(ids, names, hooks=edit.hooks())
         for name in names:
             torch.testing.assert_close(after[name][0, 0], plain[name][0, 0], rtol=0, atol=0)
         for earlier in range(layer):
-            assert torch.equal(after[resid_name(earlier)], plain[resid_name(earlier)])
-        delta = after[resid_name(layer)][0, 1:] - plain[resid_name(layer)][0, 1:]
+            assert torch.equal(after[hook_name("hook_resid_pre", earlier)], plain[hook_name("hook_resid_pre", earlier)])
+        delta = after[hook_name("hook_resid_pre", layer)][0, 1:] - plain[hook_name("hook_resid_pre", layer)][0, 1:]
         torch.testing.assert_close(delta, (c * v).expand_as(delta), atol=1e-5, rtol=1e-5)
         assert not torch.allclose(after[names[-1]][0, 1:], plain[names[-1]][0, 1:])  # the edit does reach the output
 
@@ -129,7 +129,7 @@ class TestAblation:
     def test_the_direction_is_zero_at_every_block(self, tiny_model):
         """After the projection, resid_pre of every block has no component along v, at every position."""
         v = steering_vector(tiny_model, PAIR, 1)
-        names = [resid_name(layer) for layer in range(tiny_model.info.n_layers)]
+        names = [hook_name("hook_resid_pre", layer) for layer in range(tiny_model.info.n_layers)]
         ids = tiny_model.tokenize(PROMPT)
         _, plain = tiny_model.run_with_cache(ids, names)
         _, after = tiny_model.run_with_cache(ids, names, hooks=Ablation(v, tiny_model.info.n_layers).hooks())

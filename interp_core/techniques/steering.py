@@ -38,6 +38,7 @@ import torch
 from interp_core.core.errors import BadPromptError, OutOfRangeError, WorkbenchError, check_index
 from interp_core.core.hooks import attached
 from interp_core.core.model import LoadedModel
+from interp_core.core.names import hook_name
 from interp_core.techniques.contract import Progress, Request
 from interp_core.techniques.readout import boundary_labels, boundary_names, readout
 
@@ -272,17 +273,13 @@ class SteerResult:
 
 
 # --- the vector and the edits ------------------------------------------------------------------
-def resid_name(layer: int) -> str:
-    return f"blocks.{layer}.hook_resid_pre"
-
-
 def _last_resid(model: LoadedModel, text: str, layer: int, side: str) -> torch.Tensor:
     ids = model.tokenize(text)
     if ids.shape[1] < 2:
         raise BadPromptError(f"The {side} prompt {text!r} is a single token; its last token would be the first position, "
                              "the attention sink, whose activations are unlike any other. Use two tokens or more.")
-    _, cache = model.run_with_cache(ids, [resid_name(layer)], stop_at_layer=layer + 1)
-    return cache[resid_name(layer)][0, -1]
+    _, cache = model.run_with_cache(ids, [hook_name("hook_resid_pre", layer)], stop_at_layer=layer + 1)
+    return cache[hook_name("hook_resid_pre", layer)][0, -1]
 
 
 def steering_vector(model: LoadedModel, pairs: tuple[Pair, ...], layer: int) -> torch.Tensor:
@@ -330,7 +327,7 @@ class Addition(_Edit):
         return out
 
     def hooks(self) -> list[tuple[str, Callable]]:
-        return [(resid_name(self.layer), self)]
+        return [(hook_name("hook_resid_pre", self.layer), self)]
 
 
 class Ablation(_Edit):
@@ -344,7 +341,7 @@ class Ablation(_Edit):
         return value - (value @ self.unit)[..., None] * self.unit
 
     def hooks(self) -> list[tuple[str, Callable]]:
-        return [(resid_name(layer), self) for layer in range(self.n_layers)]
+        return [(hook_name("hook_resid_pre", layer), self) for layer in range(self.n_layers)]
 
 
 def _check_finite(logits: torch.Tensor, what: str) -> None:

@@ -95,7 +95,9 @@ class TestContributions:
             whole = _whole_from_hooks(tiny_model, layer)
             for q in (0, ids.shape[1] // 2, ids.shape[1] - 1):
                 parts, resid = _direct_parts(tiny_model, cache, layer, q)
-                score = lambda p: max(float(whole[q].abs().sum() - (whole[q] - p).abs().sum()), EPS)  # noqa: E731
+                def score(p, w=whole[q]):
+                    return max(float(w.abs().sum() - (w - p).abs().sum()), EPS)
+
                 raw = {(k, h): score(p) for k, h, p in parts}
                 total = sum(raw.values()) + score(resid)
                 expected = np.zeros_like(result.attn[layer, q])

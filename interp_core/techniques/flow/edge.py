@@ -24,7 +24,7 @@ from interp_core.core.errors import OutOfRangeError, check_index
 from interp_core.core.hooks import HookList
 from interp_core.core.model import LoadedModel
 from interp_core.core.names import hook_name
-from interp_core.techniques.contract import Progress, Request
+from interp_core.techniques.contract import Progress
 from interp_core.techniques.flow.contributions import value_outputs
 from interp_core.techniques.flow.request import FlowRequest, check_position
 from interp_core.techniques.steering import promoted_tokens

@@ -56,6 +56,7 @@ def sidebar() -> None:
     with st.sidebar:
         st.markdown("### Model")
         model_picker()
+        state.apply_pending_prompt()
         st.text_area("Prompt", value=state.DEFAULT_PROMPT, key="prompt", bind="query-params", height=90)
         model = state.load_current_model()
         if model is not None:

@@ -267,4 +267,5 @@ class TestPage:
         assert not at.exception
         at.button(key="flow_test").click().run()
         assert not at.exception and not at.error
-        assert any("log-prob" in m.value or "log-probability" in m.value for m in at.markdown + at.caption)
+        assert any("log-probability of" in c.value for c in at.caption)  # the test's result is on screen
+        assert [m.label for m in at.metric][0] == "Contribution (correlational)"

@@ -13,6 +13,7 @@ from interp_core.core.loading import default_model_ready, prepare_default_model
 from ui.config import allowed_models
 
 DEFAULT_PROMPT = "The capital of France is"
+_PENDING_PROMPT = "_pending_prompt"  # a prompt a page asked for, applied before the sidebar draws its prompt box
 _FAILED = "_model_failed"  # the spec whose load failed in this script run (its error is already on screen)
 
 
@@ -28,6 +29,18 @@ def model_spec() -> str:
 
 def prompt() -> str:
     return st.session_state.get("prompt", DEFAULT_PROMPT)
+
+
+def set_prompt_next_run(text: str) -> None:
+    """Ask for the sidebar prompt to be ``text`` from the next script run on (a page cannot set it in
+    this run: the sidebar widget already exists). The page calls ``st.rerun()`` after this."""
+    st.session_state[_PENDING_PROMPT] = text
+
+
+def apply_pending_prompt() -> None:
+    """Called by the sidebar before it draws the prompt box: apply :func:`set_prompt_next_run`."""
+    if _PENDING_PROMPT in st.session_state:
+        st.session_state["prompt"] = st.session_state.pop(_PENDING_PROMPT)
 
 
 def load_current_model() -> LoadedModel | None:

@@ -53,7 +53,7 @@ def graph_chart(result: FlowResult, selected: tuple[int, int, int] | None = None
     contribution. ``selected`` = (block, source, query) is drawn in red."""
     edges, nodes = graph_frames(result)
     labels = json.dumps([_label(result.tokens, p) for p in range(len(result.tokens))])
-    x_axis = alt.Axis(values=list(range(len(result.tokens))), labelExpr=f"{labels}[datum.value]", labelAngle=-45,
+    x_axis = alt.Axis(values=list(range(len(result.tokens))), labelExpr=f"{labels}[datum.value]", labelAngle=-45, labelOverlap=False,
                       title="token (position)", grid=False)
     x_scale = alt.Scale(domain=[-0.5, len(result.tokens) - 0.5])
     y_scale = alt.Scale(domain=[0, result.n_layers])
@@ -80,9 +80,10 @@ def graph_chart(result: FlowResult, selected: tuple[int, int, int] | None = None
 
 
 def _attention_edges(result: FlowResult) -> list[tuple[int, int, int, float]]:
-    """(block, source, query, weight) of the route's attention edges, strongest first."""
+    """(block, source, query, weight) of the route's attention edges: those into the output position first
+    (what moves information to the prediction), each group strongest first."""
     found = [(e.layer, e.source[1], e.target[1], e.weight) for e in result.edges if e.kind == "attn"]
-    return sorted(found, key=lambda e: -e[3])
+    return sorted(found, key=lambda e: (e[2] != result.position, -e[3]))
 
 
 def _choose(label: str, options: list, key: str, fmt, **kwargs: object) -> object:
@@ -132,7 +133,7 @@ def _pick_site(result: FlowResult, attn_edges: list, kind: str) -> tuple[tuple |
     options = [e[:3] for e in attn_edges]
     weight = {e[:3]: e[3] for e in attn_edges}
     block, source, query = _choose(
-        "Attention edge (strongest first)", options, "flow_edge",
+        "Attention edge (into the output position first, strongest first)", options, "flow_edge",
         lambda e: f"block {e[0]}: {_label(result.tokens, e[1])} → {_label(result.tokens, e[2])}  ({weight[e]:.3f})")
     return (block, query, source), (block, source, query)
 
@@ -185,8 +186,8 @@ def _test(model: LoadedModel, result: FlowResult, prompt: str, block: int, query
     a, b, c, d = st.columns(4)
     a.metric("Contribution (correlational)", f"{contribution:.3f}")
     b.metric(f"log P({test.target!r}) (causal)", f"{test.ablated_logprob:.3f}", f"{test.change:+.3f} vs {test.clean_logprob:.3f}")
-    c.metric("Top prediction after ablation", repr(test.ablated_top))
-    d.metric("KL(clean ‖ ablated)", f"{test.kl:.4f} nats")
+    c.metric("Top after ablation", repr(test.ablated_top))
+    d.metric("KL(clean ‖ ablated), nats", f"{test.kl:.4f}")
     st.caption(f"The metric is the log-probability of {test.target!r}, the clean run's prediction at "
                f"{_label(result.tokens, result.position)}. A contribution is a proximity score (how close a part is to "
                "the whole it is summed into); only the ablation says whether the prediction depends on it.")

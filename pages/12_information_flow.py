@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from interp_core.techniques.flow import FlowRequest
 from ui import flow_views, page, runner, state
 
 IOI = "When Mary and John went to the store, John gave a drink to"
@@ -25,7 +24,7 @@ model = state.require_model()
 flow_views.first_visit_prompt(IOI)
 page.presets(PRESETS, key="flow", label="Presets (they set the sidebar prompt):")
 prompt = state.prompt()
-full = runner.run(model, FlowRequest(prompt))  # every contribution, once; threshold and position only redraw
+full = runner.run(model, flow_views.flow_request(prompt))  # every contribution, once; threshold and position only redraw
 if full is None:
     st.stop()
 flow_views.explorer(model, full, prompt)

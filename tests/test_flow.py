@@ -269,3 +269,19 @@ class TestPage:
         assert not at.exception and not at.error
         assert any("log-probability of" in c.value for c in at.caption)  # the test's result is on screen
         assert [m.label for m in at.metric][0] == "Contribution (correlational)"
+
+    def test_a_node_can_be_inspected_and_its_head_ablated(self, tiny_model_dirs):
+        """Inspecting a node offers only the whole-head ablation, and its test runs."""
+        at = open_page(PAGE, tiny_model_dirs["gpt2"])
+        at.run()
+        at.radio(key="flow_inspect").set_value("a node").run()
+        assert not at.exception, at.exception
+        assert len(at.radio(key="flow_mode").options) == 1  # a node has no single source: only the whole head
+        at.button(key="flow_test").click().run()
+        assert not at.exception and not at.error
+        assert at.metric[0].label == "Contribution (correlational)"
+
+    def test_an_empty_prompt_is_one_error_box(self, tiny_model_dirs):
+        at = open_page(PAGE, tiny_model_dirs["gpt2"], prompt=" ")
+        at.run()
+        assert not at.exception and at.error and "empty" in at.error[0].value

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from interp_core import LoadedModel, WorkbenchError
-from interp_core.techniques.flow import DEFAULT_THRESHOLD, EdgeLensRequest, EdgeTestRequest, FlowResult
+from interp_core.techniques.flow import DEFAULT_THRESHOLD, EdgeLensRequest, EdgeTestRequest, FlowRequest, FlowResult
 from ui import page, runner, state
 
 KIND_COLOURS = alt.Scale(domain=["attn", "resid", "mlp"], range=["#1f77b4", "#b0b0b0", "#ff7f0e"])
@@ -27,6 +27,15 @@ def first_visit_prompt(prompt: str) -> None:
             return
         state.set_prompt_next_run(prompt)
         st.rerun()
+
+
+def flow_request(prompt: str) -> FlowRequest:
+    """The page's request (every contribution, default route), or its validation message as one red box and a stop."""
+    try:
+        return FlowRequest(prompt)
+    except WorkbenchError as error:
+        st.error(str(error))
+        st.stop()
 
 
 def _label(tokens: tuple[str, ...], position: int) -> str:
@@ -146,18 +155,18 @@ def _inspect(model: LoadedModel, result: FlowResult, prompt: str, block: int, qu
         st.markdown("**Heads carrying it** (contribution to resid_mid)")
         page.show_chart(alt.Chart(heads.head(8)).mark_bar().encode(
             x=alt.X("contribution:Q"), y=alt.Y("head:N", sort="-x", title="head"),
-            tooltip=["head", alt.Tooltip("contribution:Q", format=".4f")]).properties(height=180), heads, "flow_heads")
+            tooltip=["head", alt.Tooltip("contribution:Q", format=".4f")]).properties(height=22 * min(8, len(heads))),
+            heads, "flow_heads")
     options = [int(h) for h in heads["head"]]
     head = _choose("Head", options, "flow_head", lambda h: f"L{block}H{h}  ({heads.set_index('head').loc[h, 'contribution']:.3f})")
-    lens = runner.run(model, EdgeLensRequest(prompt, position=result.position, layer=block, query=query, source=source,
-                                             head=head))
+    lens = runner.run(model, EdgeLensRequest(prompt, layer=block, query=query, source=source, head=head))
     with right:
         if lens is not None:
             st.markdown(f"**What L{block}H{head} writes there promotes** (|part| = {lens.norm:.1f})")
             table = lens.tables()["flow_edge_lens"]
             page.show_chart(alt.Chart(table).mark_bar(color="#2ca02c").encode(
                 x=alt.X("score:Q", title="(final-norm weight × part) · W_U"), y=alt.Y("token:N", sort=None, title=None),
-                tooltip=["token", alt.Tooltip("score:Q", format=".2f")]).properties(height=180), table, "flow_edge_lens")
+                tooltip=["token", alt.Tooltip("score:Q", format=".2f")]).properties(height=22 * len(table)), table, "flow_edge_lens")
     _test(model, result, prompt, block, query, source, head)
 
 

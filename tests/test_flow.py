@@ -263,8 +263,11 @@ class TestPage:
         assert not at.error, [e.value for e in at.error]
         assert at.session_state["prompt"] == PROMPT
         assert at.get("vega_lite_chart"), "no chart on the page"
+        before = next(c.value for c in at.caption if "edges above" in c.value)
         at.slider(key="flow_threshold").set_value(0.2).run()
         assert not at.exception
+        after = next(c.value for c in at.caption if "edges above" in c.value)
+        assert "above 0.200" in after and int(after.split()[0]) < int(before.split()[0])  # redrawn with fewer edges
         at.button(key="flow_test").click().run()
         assert not at.exception and not at.error
         assert any("log-probability of" in c.value for c in at.caption)  # the test's result is on screen

@@ -109,7 +109,7 @@ def explorer(model: LoadedModel, full: FlowResult, prompt: str) -> None:
     n = len(full.tokens)
     a, b = st.columns([2, 1])
     threshold = a.slider("Threshold (drop edges whose contribution is below it)", 0.0, 0.5, DEFAULT_THRESHOLD, 0.005,
-                         key="flow_threshold", format="%.3f")
+                         key="flow_threshold", format="%.3f", bind="query-params")
     if st.session_state.get("flow_position", -1) not in range(-1, n):
         st.session_state["flow_position"] = -1
     position = b.selectbox("Output position (the route leads to its prediction)", [-1, *range(n)], key="flow_position",

@@ -284,6 +284,15 @@ class TestPage:
         assert not at.exception and not at.error
         assert at.metric[0].label == "Contribution (correlational)"
 
+    def test_a_low_threshold_on_a_long_prompt_draws_the_strongest_edges_only(self, tiny_model_dirs):
+        """Threshold 0 keeps every edge; the page draws a bounded number of them and says so."""
+        at = open_page(PAGE, tiny_model_dirs["gpt2"], prompt="one two three four five six seven eight nine ten " * 8,
+                       flow_threshold=0.0)
+        at.run()
+        assert not at.exception and not at.error
+        assert any("strongest 4000 drawn" in c.value for c in at.caption)
+        assert len(at.selectbox(key="flow_edge").options) == 500
+
     def test_an_empty_prompt_is_one_error_box(self, tiny_model_dirs):
         at = open_page(PAGE, tiny_model_dirs["gpt2"], prompt=" ")
         at.run()

@@ -12,6 +12,8 @@ from interp_core import LoadedModel, WorkbenchError
 from interp_core.techniques.flow import DEFAULT_THRESHOLD, EdgeLensRequest, EdgeTestRequest, FlowRequest, FlowResult
 from ui import page, runner, state
 
+MAX_DRAWN = 4000  # edges drawn at most (the strongest): a browser chokes on a low threshold over a long prompt
+MAX_LISTED = 500  # attention edges offered for inspection at most
 KIND_COLOURS = alt.Scale(domain=["attn", "resid", "mlp"], range=["#1f77b4", "#b0b0b0", "#ff7f0e"])
 
 
@@ -46,6 +48,8 @@ def graph_frames(result: FlowResult) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The route's edges (attention and residual as lines, each MLP as a marker half-way up its block)
     and its nodes, ready for :func:`graph_chart`."""
     edges = result.edge_table()
+    if len(edges) > MAX_DRAWN:
+        edges = edges.nlargest(MAX_DRAWN, "weight")
     edges["y"], edges["y2"] = edges["layer"], edges["layer"] + 1
     edges["mid"] = edges["layer"] + 0.5
     edges["what"] = [f"block {r.layer}: {_label(result.tokens, r.source)} → {_label(result.tokens, r.target)}"
@@ -118,8 +122,9 @@ def explorer(model: LoadedModel, full: FlowResult, prompt: str) -> None:
     attn_edges = _attention_edges(result)
     kind = st.radio("Inspect", ["an attention edge", "a node"], key="flow_inspect", horizontal=True)
     site, selected = _pick_site(result, attn_edges, kind)
+    drawn = "" if len(result.edges) <= MAX_DRAWN else f" (the strongest {MAX_DRAWN} drawn; raise the threshold to see all)"
     page.show_chart(graph_chart(result, selected), result.edge_table(), "flow_route",
-                    caption=f"{len(result.edges)} edges above {threshold:.3f} reach the prediction at "
+                    caption=f"{len(result.edges)} edges above {threshold:.3f}{drawn} reach the prediction at "
                             f"{_label(result.tokens, result.position)}. Blue: attention (summed over heads), grey: "
                             "residual, orange squares: MLPs (size = contribution). Red dashes: the inspected edge.")
     if site is None:
@@ -139,7 +144,7 @@ def _pick_site(result: FlowResult, attn_edges: list, kind: str) -> tuple[tuple |
         return (boundary - 1, query, None), None
     if not attn_edges:
         return None, None
-    options = [e[:3] for e in attn_edges]
+    options = [e[:3] for e in attn_edges[:MAX_LISTED]]
     weight = {e[:3]: e[3] for e in attn_edges}
     block, source, query = _choose(
         "Attention edge (into the output position first, strongest first)", options, "flow_edge",

@@ -55,10 +55,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def long_prompt(model, n_tokens: int) -> tuple[float, float, float]:
+    """Seconds, peak resident memory added (MB), and the unchunked parts tensor's size per layer (MB)."""
+    ids = torch.randint(1000, 20000, (1, n_tokens))
+    before = peak_rss_mb()
+    seconds = median_seconds(lambda: contributions(model, ids), 1)
+    whole_mb = n_tokens ** 2 * model.info.n_heads * model.info.d_model * 4 / 2 ** 20
+    return seconds, peak_rss_mb() - before, whole_mb
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--long", type=int, default=200, help="tokens of the long prompt (memory check)")
+    parser.add_argument("--long", type=int, default=200, help="tokens of the long prompt (memory check; 0 skips it)")
     args = parser.parse_args()
     model = load_model("smollm2-135m", device=args.device)
     info = model.info
@@ -77,13 +86,11 @@ def main() -> None:
           f"{ioi.attn[23, last].max():.3f} (guide: head 0, ' Mary', about 0.11); block-0 MLP share min "
           f"{ioi.mlp[0].min():.3f} (guide: nearly all)")
 
-    long_ids = torch.randint(1000, 20000, (1, args.long))
-    before = peak_rss_mb()
-    long_s = median_seconds(lambda: contributions(model, long_ids), 1)
-    added = peak_rss_mb() - before
-    whole_mb = args.long ** 2 * info.n_heads * info.d_model * 4 / 2 ** 20
-    print(f"{args.long} tokens: {long_s:.2f} s; peak resident memory grew by {added:.0f} MB (the unchunked parts tensor "
-          f"alone would be {whole_mb:.0f} MB per layer; a chunk is at most {CHUNK_ELEMENTS * 4 / 2 ** 20:.0f} MB)")
+    long_s = added = whole_mb = 0.0
+    if args.long > 0:
+        long_s, added, whole_mb = long_prompt(model, args.long)
+        print(f"{args.long} tokens: {long_s:.2f} s; peak resident memory grew by {added:.0f} MB (the unchunked parts tensor "
+              f"alone would be {whole_mb:.0f} MB per layer; a chunk is at most {CHUNK_ELEMENTS * 4 / 2 ** 20:.0f} MB)")
     print(json.dumps({"model": info.name, "device": args.device, "threads": torch.get_num_threads(),
                       "forward_20_s": round(forward_s, 4), "flow_20_s": round(flow_s, 4),
                       "ratio": round(flow_s / forward_s, 2), "ioi_resid_block23": round(float(ioi.attn_resid[23, last]), 4),

@@ -94,13 +94,15 @@ def attached(adapter: Adapter, hooks: HookList) -> Iterator[None]:
             handle.remove()
 
 
-def capture_into(store: dict[str, torch.Tensor], *, detach: bool = True, device: torch.device | None = None) -> HookFn:
+def capture_into(store: dict[str, torch.Tensor], *, detach: bool = True, device: torch.device | None = None,
+                 dtype: torch.dtype | None = None) -> HookFn:
     """A hook that records its activation under its name (a clone, so later edits cannot reach it),
-    moved to ``device`` when given (a dispatched model keeps its records on its main device)."""
+    moved to ``device`` and ``dtype`` when given (a dispatched model keeps its records on its main
+    device; a half-precision model records float32, where techniques compare and sum)."""
 
     def hook(value: torch.Tensor, name: str) -> None:
-        if device is not None and value.device != device:
-            store[name] = value.to(device)  # the copy to another device is the clone
+        if (device is not None and value.device != device) or (dtype is not None and value.dtype != dtype):
+            store[name] = value.to(device or value.device, dtype or value.dtype)  # a copy: the clone
         else:
             store[name] = value.detach().clone() if detach else value
         if detach:

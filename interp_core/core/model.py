@@ -94,6 +94,12 @@ class LoadedModel:
         canonical weights are kept. One device unless the model is dispatched over several by accelerate."""
         return execution_device(self.adapter.embed)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype (float32 unless loaded in half precision); activations run in it, while
+        recorded activations, logits and canonical weights are float32 whatever it is."""
+        return self.adapter.embed.weight.dtype
+
     # --- tokens ------------------------------------------------------------------------
     def unknown_tokens(self, text: str) -> tuple[int, int]:
         """``(unknown, total)`` tokens of ``text``: how many became the tokenizer's UNK token.
@@ -203,7 +209,7 @@ class LoadedModel:
                 use_cache=False,
                 logits_to_keep=1 if last_position_only else 0,
             )
-        return out.logits
+        return out.logits.float()
 
     run_with_hooks = forward
 
@@ -246,7 +252,7 @@ class LoadedModel:
         if stop_at_layer is not None:
             wanted = [n for n in wanted if not n.startswith("ln_final") and _layer_of(n) < stop_at_layer]
         store: dict[str, torch.Tensor] = {}
-        recorder = capture_into(store, detach=not grad, device=self.device)
+        recorder = capture_into(store, detach=not grad, device=self.device, dtype=torch.float32)
         all_hooks = list(hooks) + [(n, recorder) for n in wanted]
         logits = None
         with self.lock, attached(self.adapter, all_hooks), torch.set_grad_enabled(grad):
@@ -258,7 +264,7 @@ class LoadedModel:
                     attention_mask=None if attention_mask is None else attention_mask.to(self.device),
                     use_cache=False,
                     logits_to_keep=1 if last_position_only else 0,
-                ).logits
+                ).logits.float()
             except StopForward:
                 pass
             finally:
@@ -327,13 +333,13 @@ class LoadedModel:
         if start_pos and prefix is None:
             raise ValueError("A run from a later position needs the earlier positions' keys and values (prefix).")
         with self.lock, attached(self.adapter, hooks), torch.set_grad_enabled(grad):
-            x = resid.to(self.device)
+            x = resid.to(self.device, self.dtype)
             keywords = suffix_keywords(context.keywords, context.cache_argument, start_pos, prefix, context.n_pos, x.dtype)
             for block in self.adapter.layers[start_layer:end_layer]:
                 out = block(x, **keywords)
                 x = out[0] if isinstance(out, tuple) else out
             if end_layer is not None:
-                return x.to(self.device)
+                return x.to(self.device, resid.dtype)
             if last_position_only:
                 x = x[:, -1:]
             return self.unembed(self.adapter.final_norm(x))
@@ -344,18 +350,18 @@ class LoadedModel:
         :func:`interp_core.core.prefix.block_over_row_suffixes` (no hooks), ``(rows, pos, d_model)``."""
         with self.lock, torch.no_grad():
             block_device = execution_device(self.adapter.layers[layer])
-            out = block_over_row_suffixes(self.adapter, layer, resid.to(block_device), starts, prefix,
+            out = block_over_row_suffixes(self.adapter, layer, resid.to(block_device, self.dtype), starts, prefix,
                                           last_position_only=last_position_only)
-            return out.to(self.device)
+            return out.to(self.device, resid.dtype)
 
     # --- pieces ------------------------------------------------------------------------
     def apply_final_norm(self, resid: torch.Tensor) -> torch.Tensor:
         """The model's own final norm applied to ``resid (..., d_model)``."""
-        return self.adapter.final_norm(resid.to(self.device)).to(self.device)
+        return self.adapter.final_norm(resid.to(self.device, self.dtype)).to(self.device, torch.float32)
 
     def unembed(self, normed: torch.Tensor) -> torch.Tensor:
         """``(..., d_model) -> (..., d_vocab)`` logits through the model's own head (on the main device)."""
-        return self.adapter.lm_head(normed).to(self.device)
+        return self.adapter.lm_head(normed.to(self.dtype)).to(self.device, torch.float32)
 
     @cached_property
     def weights(self) -> ModelWeights:

@@ -129,7 +129,8 @@ class LazyBlockWeights(Sequence):
 
 
 def _on(tensor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
-    return None if tensor is None else tensor.to(device)
+    """``tensor`` on ``device`` in float32 (a view where it already is; a half-precision weight is copied)."""
+    return None if tensor is None else tensor.to(device, torch.float32)
 
 
 @dataclass(frozen=True)
@@ -303,7 +304,7 @@ class Adapter:
         raise NotImplementedError
 
     def model_weights(self, device: torch.device | None = None) -> ModelWeights:
-        """Every weight in canonical layout, on ``device`` (default: where the embedding computes).
+        """Every weight in canonical layout, in float32, on ``device`` (default: where the embedding computes).
 
         Weights are views of the parameters where they already live there, and copies read from
         accelerate's offload store where the model is dispatched (:func:`real_tensor`); blocks are

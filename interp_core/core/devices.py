@@ -63,7 +63,3 @@ def real_tensor(module: nn.Module, name: str) -> torch.Tensor | None:
             return store[name].detach().to(execution_device(module), tensor.dtype)
     raise RuntimeError(f"{type(module).__name__}.{name} is on the meta device and no accelerate hook holds its values.")
 
-
-def is_dispatched(model: nn.Module) -> bool:
-    """Whether ``model`` was loaded with a ``device_map`` (it then has ``hf_device_map``)."""
-    return bool(getattr(model, "hf_device_map", None))

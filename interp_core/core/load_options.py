@@ -116,7 +116,7 @@ def parse_max_memory(text: str | None) -> tuple[tuple[str, int], ...] | None:
         return None
     out: dict[str, int] = {}
     for entry in text.split(","):
-        device, sep, size = entry.strip().partition(":")
+        device, sep, size = entry.strip().rpartition(":")
         device = device.strip().lower()
         if not sep or not device:
             raise ModelLoadError(f"'{entry.strip()}' in --max-memory is not DEVICE:SIZE; write e.g. \"0:20GiB,cpu:60GiB\".")

@@ -87,6 +87,8 @@ def _checked_device(requested: str, origin: str) -> torch.device:
     """``requested`` as a torch device, once it is known to exist on this machine."""
     match = _DEVICE_RE.match(requested.lower())
     fix = "use --device cpu" + (" (or unset INTERP_DEVICE)" if origin.startswith("INTERP_DEVICE") else "")
+    if origin.startswith("--device-map"):
+        fix = "map modules to cpu (and disk) only, or drop the GPU from --max-memory"
     if not match:
         raise DeviceError(f"'{requested}' ({origin}) is not a device this workbench knows; use {DEVICE_CHOICES}.")
     kind, index = match.group(1), match.group(3)
@@ -272,7 +274,7 @@ def _load_hf(where: str, device: torch.device | None, *, hub: bool,
         raise _load_error(where, error, hub=hub, local_only=local_only) from error
     if device is not None:
         model.to(device)
-    elif "disk" in set(map(str, model.hf_device_map.values())) and options.offload_folder is None:
+    elif "disk" in set(map(str, _device_map(model).values())) and options.offload_folder is None:
         raise ModelLoadError(_too_small(options, "accelerate had to put part of it on disk"))
     model.eval()
     model.requires_grad_(False)
@@ -416,19 +418,25 @@ def _wrap(name: str, source: str, hf_model: torch.nn.Module, tokenizer: object, 
     return LoadedModel(hf_model, tokenizer, adapter, info, fingerprint, options)
 
 
+def _device_map(hf_model: torch.nn.Module) -> dict:
+    """Where accelerate put each top-level module; ``{"": device}`` when it put the whole model on one
+    device without hooks (``auto`` on a CPU-only machine)."""
+    return getattr(hf_model, "hf_device_map", None) or {"": str(next(hf_model.parameters()).device)}
+
+
 def _device_name(device: object) -> str:
     return f"cuda:{device}" if isinstance(device, int) or str(device).isdigit() else str(device)
 
 
 def _devices_text(hf_model: torch.nn.Module) -> str:
     """The devices a dispatched model uses, in map order: ``cuda:0+cuda:1+cpu+disk``."""
-    return "+".join(dict.fromkeys(_device_name(d) for d in hf_model.hf_device_map.values()))
+    return "+".join(dict.fromkeys(_device_name(d) for d in _device_map(hf_model).values()))
 
 
 def _device_map_text(hf_model: torch.nn.Module) -> str:
     """How many top-level modules of the map sit on each device: ``cuda:0: 14, cpu: 3, disk: 2``."""
     counts: dict[str, int] = {}
-    for device in hf_model.hf_device_map.values():
+    for device in _device_map(hf_model).values():
         counts[_device_name(device)] = counts.get(_device_name(device), 0) + 1
     return ", ".join(f"{d}: {n}" for d, n in counts.items())
 

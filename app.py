@@ -12,6 +12,7 @@ import streamlit as st
 from interp_core import DEFAULT_MODEL, list_toy_models
 from ui import state
 from ui.config import allowed_models
+from ui.loading_views import advanced_loading
 from ui.navigation import page_files, page_slug, page_title
 from ui.page import presenter_mode, warn_unknown_words
 from ui.report import build_html_report
@@ -56,12 +57,14 @@ def sidebar() -> None:
     with st.sidebar:
         st.markdown("### Model")
         model_picker()
+        advanced_loading()
         state.apply_pending_prompt()
         st.text_area("Prompt", value=state.DEFAULT_PROMPT, key="prompt", bind="query-params", height=90)
         model = state.load_current_model()
         if model is not None:
             info = model.info
-            st.caption(f"{info.family} · {info.n_layers} layers · {info.n_heads} heads · {info.device} · loaded in {info.load_seconds:.1f} s")
+            st.caption(f"{info.family} · {info.n_layers} layers · {info.n_heads} heads · {info.device} · {info.dtype}"
+                       f"{f' ({info.device_map})' if info.device_map else ''} · loaded in {info.load_seconds:.1f} s")
             warn_unknown_words(model, state.prompt())
             n_tokens = model.unknown_tokens(state.prompt())[1]
             limit = model.token_limit()

@@ -12,7 +12,7 @@ from interp_core.core.errors import OutOfRangeError, WorkbenchError
 from interp_core.techniques.contract import Request, Result, request_fields, run
 from interp_core.techniques.predict import PredictRequest, predict_next
 
-COMMON_FLAGS = {"model", "device", "json"}
+COMMON_FLAGS = {"model", "device", "json", "dtype", "device_map", "max_memory", "offload_folder"}
 
 
 def flags_of(module) -> set[str]:

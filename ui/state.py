@@ -9,8 +9,10 @@ from __future__ import annotations
 import streamlit as st
 
 from interp_core import DEFAULT_MODEL, LoadedModel, WorkbenchError, load_model
+from interp_core.core.load_options import LoadOptions
 from interp_core.core.loading import default_model_ready, prepare_default_model
 from ui.config import allowed_models
+from ui.loading_views import chosen_options
 
 DEFAULT_PROMPT = "The capital of France is"
 _PENDING_PROMPT = "_pending_prompt"  # a prompt a page asked for, applied before the sidebar draws its prompt box
@@ -18,9 +20,10 @@ _FAILED = "_model_failed"  # the spec whose load failed in this script run (its 
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def get_model(spec: str) -> LoadedModel:
-    """The model for ``spec``, loaded once per server and shared by every session (read-only)."""
-    return load_model(spec)
+def get_model(spec: str, options: LoadOptions | None = None) -> LoadedModel:
+    """The model for ``spec`` (loaded with ``options``: dtype, device map; default float32 on one device),
+    loaded once per server and shared by every session (read-only)."""
+    return load_model(spec, options=options)
 
 
 def model_spec() -> str:
@@ -55,12 +58,13 @@ def load_current_model() -> LoadedModel | None:
     if fixed and spec not in fixed:
         return _failed(spec, f"This workshop server only offers these models: {', '.join(fixed)}; '{spec}' is not one of them.")
     try:
+        options = chosen_options()
         if spec == DEFAULT_MODEL and not default_model_ready():
             bar = st.progress(0.0, text="First start: preparing the bundled SmolLM2-135M")
             prepare_default_model(lambda fraction, message: bar.progress(min(fraction, 1.0), text=message))
             bar.empty()
         with st.spinner(f"Loading {spec}…"):
-            model = get_model(spec)
+            model = get_model(spec) if options == LoadOptions() else get_model(spec, options)
     except WorkbenchError as error:
         return _failed(spec, f"Could not load model '{spec}': {error}")
     st.session_state.pop(_FAILED, None)

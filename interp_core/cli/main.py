@@ -28,6 +28,7 @@ from types import ModuleType
 import interp_core.cli.commands as commands
 from interp_core.cli.support import model_from_args, to_jsonable  # noqa: F401  (to_jsonable: part of the CLI's API)
 from interp_core.core.errors import UsageError, WorkbenchError
+from interp_core.core.load_options import DEVICE_MAP_STRATEGIES, DTYPES
 from interp_core.core.loading import DEFAULT_MODEL
 
 
@@ -53,10 +54,25 @@ def build_parser() -> argparse.ArgumentParser:
         if getattr(module, "NEEDS_MODEL", True):
             p.add_argument("--model", default=DEFAULT_MODEL, help=f"model to load (default {DEFAULT_MODEL}; toy:NAME, a directory or a hub id)")
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: the best available)")
+        if getattr(module, "NEEDS_MODEL", True):
+            add_load_arguments(p)
         p.add_argument("--json", action="store_true", help="print the result as JSON")
         module.add_arguments(p)
         p.set_defaults(_module=module)
     return parser
+
+
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of :class:`~interp_core.core.load_options.LoadOptions`; their defaults load as before."""
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES),
+                        help="weights' precision (default float32; bfloat16/float16 halve the memory)")
+    parser.add_argument("--device-map", default=None, metavar="MAP",
+                        help=f"dispatch over devices with accelerate: {', '.join(DEVICE_MAP_STRATEGIES)}, or a JSON "
+                             "object of module names to devices (0, cuda:1, cpu, disk); replaces --device")
+    parser.add_argument("--max-memory", default=None, metavar="LIMITS",
+                        help='what each device may hold with --device-map, e.g. "0:20GiB,cpu:60GiB"')
+    parser.add_argument("--offload-folder", default=None, metavar="DIR",
+                        help="allow weights that fit nowhere else to be offloaded to disk in DIR (slow)")
 
 
 def check_utf8(argv: list[str]) -> None:

@@ -10,14 +10,21 @@ import argparse
 
 import numpy as np
 
+from interp_core.core.load_options import LoadOptions, make_options
 from interp_core.core.loading import load_model
 from interp_core.core.model import LoadedModel
 from interp_core.techniques.contract import Request, request_fields, run
 
 
 def model_from_args(args: argparse.Namespace) -> LoadedModel:
-    """Load the model named by ``--model`` on ``--device``."""
-    return load_model(args.model, device=args.device)
+    """Load the model named by ``--model`` on ``--device``, or as ``--dtype``/``--device-map``/... say."""
+    return load_model(args.model, device=args.device, options=options_from_args(args))
+
+
+def options_from_args(args: argparse.Namespace) -> LoadOptions:
+    """:class:`LoadOptions` from the global flags (absent flags: the defaults)."""
+    return make_options(getattr(args, "dtype", None), getattr(args, "device_map", None),
+                        getattr(args, "max_memory", None), getattr(args, "offload_folder", None))
 
 
 def to_jsonable(value: object) -> object:

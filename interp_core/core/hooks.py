@@ -2,7 +2,9 @@
 
 Hooks are registered only inside :func:`attached`, which removes every handle in
 ``finally`` (the pattern of baukit's ``Trace`` and TransformerLens's ``hooks()``), so an
-exception inside a hooked forward never leaves a hook behind. Callers that share one model
+exception inside a hooked forward never leaves a hook behind. A replacement a hook returns is moved
+to the device and dtype of the activation it replaces, so a value recorded on one device (or in
+float32) can patch a module on another (a model dispatched over devices). Callers that share one model
 between threads must hold the model's lock around the whole context; :class:`LoadedModel`
 does this for every forward it runs.
 """
@@ -48,7 +50,7 @@ def _apply(site: Site, name: str, fn: HookFn, raw: torch.Tensor) -> torch.Tensor
         raise UnknownHookError(f"'{name}' can be read but not edited; edit a neighbouring hook point instead.")
     if new.shape != value.shape:
         raise ValueError(f"A hook on '{name}' returned shape {tuple(new.shape)}; it must keep {tuple(value.shape)}.")
-    return site.write(raw, new)
+    return site.write(raw, new.to(raw.device, raw.dtype))
 
 
 def _register(site: Site, name: str, fn: HookFn) -> torch.utils.hooks.RemovableHandle:
@@ -92,11 +94,19 @@ def attached(adapter: Adapter, hooks: HookList) -> Iterator[None]:
             handle.remove()
 
 
-def capture_into(store: dict[str, torch.Tensor], *, detach: bool = True) -> HookFn:
-    """A hook that records its activation under its name (a clone, so later edits cannot reach it)."""
+def capture_into(store: dict[str, torch.Tensor], *, detach: bool = True, device: torch.device | None = None,
+                 dtype: torch.dtype | None = None) -> HookFn:
+    """A hook that records its activation under its name (a clone, so later edits cannot reach it),
+    moved to ``device`` and ``dtype`` when given (a dispatched model keeps its records on its main
+    device; a half-precision model records float32, where techniques compare and sum)."""
 
     def hook(value: torch.Tensor, name: str) -> None:
-        store[name] = value.detach().clone() if detach else value
+        if (device is not None and value.device != device) or (dtype is not None and value.dtype != dtype):
+            store[name] = value.to(device or value.device, dtype or value.dtype)  # a copy: the clone
+        else:
+            store[name] = value.detach().clone() if detach else value
+        if detach:
+            store[name] = store[name].detach()
 
     return hook
 

@@ -9,7 +9,9 @@
 - a Hugging Face hub id such as ``gpt2``, when the machine can reach the hub.
 
 Every model loads with eager attention (so attention patterns exist), frozen parameters,
-``trust_remote_code`` off, on CUDA, then Apple MPS, then the CPU, in float32.
+``trust_remote_code`` off, on CUDA, then Apple MPS, then the CPU, in float32; or, with
+:class:`~interp_core.core.load_options.LoadOptions`, in half precision and/or dispatched over
+devices (GPUs, CPU, disk) by accelerate's big model inference.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from urllib.parse import urlparse
 import torch
 
 from interp_core.core.arch import adapter_for
+from interp_core.core.devices import execution_device
 from interp_core.core.errors import DeviceError, ModelLoadError
+from interp_core.core.load_options import LoadOptions
 from interp_core.core.model import LoadedModel, ModelInfo
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -83,6 +87,8 @@ def _checked_device(requested: str, origin: str) -> torch.device:
     """``requested`` as a torch device, once it is known to exist on this machine."""
     match = _DEVICE_RE.match(requested.lower())
     fix = "use --device cpu" + (" (or unset INTERP_DEVICE)" if origin.startswith("INTERP_DEVICE") else "")
+    if origin.startswith("--device-map"):
+        fix = "map modules to cpu (and disk) only, or drop the GPU from --max-memory"
     if not match:
         raise DeviceError(f"'{requested}' ({origin}) is not a device this workbench knows; use {DEVICE_CHOICES}.")
     kind, index = match.group(1), match.group(3)
@@ -146,13 +152,24 @@ def toy_model_dir(name: str) -> Path:
     raise ModelLoadError(f"No toy model named '{bare}'. Known toy models: {known}. Train one on the Toy Models page.")
 
 
-def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None, on_progress: Progress | None = None) -> LoadedModel:
+def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None, on_progress: Progress | None = None,
+               options: LoadOptions | None = None) -> LoadedModel:
     """Load ``spec`` (see the module docstring) and wrap it as a :class:`LoadedModel`.
+
+    ``options`` (default: float32 on one device) sets the dtype and the dispatch over devices; a
+    device map replaces ``device`` (giving both is refused).
 
     Raises:
         ModelLoadError: with a message that says what was tried and what to do.
+        DeviceError: a device (``device``, or one the device map or memory limits name) this machine lacks.
     """
+    options = options or LoadOptions()
     progress = on_progress or (lambda fraction, message: None)
+    if options.dispatched:
+        if device:
+            raise DeviceError(f"--device {device} and a device map cannot be combined: the map places every module "
+                              "itself. Drop --device, or drop --device-map to load on one device.")
+        check_dispatch_devices(options)
     spec = (spec or "").strip()
     if not spec:
         raise ModelLoadError(f"No model given. Use '{DEFAULT_MODEL}', 'toy:NAME', a local directory, or a hub id such as 'gpt2'.")
@@ -172,9 +189,33 @@ def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None, on_progr
     else:
         raise ModelLoadError(f"'{spec}' is neither a known model, an existing directory, nor a valid hub id.")
     progress(0.7, f"Loading weights of {spec}")
-    hf_model, tokenizer = _load_hf(spec if directory is None else str(directory), pick_device(device), hub=directory is None)
+    where = spec if directory is None else str(directory)
+    target = None if options.dispatched else pick_device(device)
+    hf_model, tokenizer = _load_hf(where, target, hub=directory is None, options=options)
     progress(1.0, f"Loaded {spec}")
-    return _wrap(spec, source, hf_model, tokenizer, time.perf_counter() - started, weights_fingerprint(spec, directory))
+    fingerprint = weights_fingerprint(spec, directory)
+    return _wrap(spec, source, hf_model, tokenizer, time.perf_counter() - started, fingerprint, options)
+
+
+def check_dispatch_devices(options: LoadOptions) -> None:
+    """Refuse a device map or memory limit naming a device this machine lacks, or the disk without a folder.
+
+    Raises:
+        DeviceError: a GPU (``0``, ``cuda:1``) without CUDA or beyond the GPUs present, MPS without MPS.
+        ModelLoadError: ``disk`` in an explicit map without an offload folder.
+    """
+    named = [d for _, d in options.device_map] if isinstance(options.device_map, tuple) else []
+    named += [d for d, _ in options.max_memory or ()]
+    for device in named:
+        text = str(device).lower()
+        if text == "disk":
+            if options.offload_folder is None and isinstance(options.device_map, tuple) and device in dict(options.device_map).values():
+                raise ModelLoadError("The device map puts modules on 'disk' but no offload folder is given; "
+                                     "pass --offload-folder DIR (a folder with room for those weights).")
+            continue
+        if text == "cpu":
+            continue
+        _checked_device(f"cuda:{text}" if text.isdigit() else text, "--device-map/--max-memory")
 
 
 def weights_fingerprint(spec: str, directory: Path | None) -> str:
@@ -209,21 +250,70 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
-def _load_hf(where: str, device: torch.device, *, hub: bool) -> tuple[torch.nn.Module, object]:
+def _load_hf(where: str, device: torch.device | None, *, hub: bool,
+             options: LoadOptions) -> tuple[torch.nn.Module, object]:
+    """The HF model and tokenizer; on ``device``, or dispatched by accelerate when ``options`` has a device map."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     # With no hub in reach, a model already in the local HF cache still loads.
     local_only = hub and not hub_reachable()
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False, local_files_only=local_only)
+        if options.max_memory is not None and options.offload_folder is None:
+            check_fits(where, options, local_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(
-            where, attn_implementation="eager", dtype=torch.float32, trust_remote_code=False, local_files_only=local_only
+            where, attn_implementation="eager", trust_remote_code=False, local_files_only=local_only,
+            **options.hf_arguments(),
         )
+    except ModelLoadError:
+        raise
     except Exception as error:  # a damaged file raises from deep inside transformers/safetensors/tokenizers
+        if options.dispatched and not _is_safetensors_error(error):
+            raise ModelLoadError(f"Could not dispatch '{where}' with {options.describe()} ({type(error).__name__}: "
+                                 f"{(str(error).splitlines() or [''])[0][:300]}). Check the device map and memory limits.") from error
         raise _load_error(where, error, hub=hub, local_only=local_only) from error
-    model.to(device).eval()
+    if device is not None:
+        model.to(device)
+    elif "disk" in set(map(str, _device_map(model).values())) and options.offload_folder is None:
+        raise ModelLoadError(_too_small(options, "accelerate had to put part of it on disk"))
+    model.eval()
     model.requires_grad_(False)
     return model, tokenizer
+
+
+def model_bytes(where: str, dtype: torch.dtype, *, local_only: bool = False) -> int:
+    """The size of the model's parameters in ``dtype``, from its config alone (no weights are read)."""
+    from accelerate import init_empty_weights
+    from accelerate.utils import compute_module_sizes
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(where, trust_remote_code=False, local_files_only=local_only)
+    with init_empty_weights():
+        empty = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+    empty.tie_weights()
+    return int(compute_module_sizes(empty, dtype=dtype)[""])
+
+
+def check_fits(where: str, options: LoadOptions, *, local_only: bool = False) -> None:
+    """Refuse, before reading any weight, memory limits that cannot hold the model without disk offload.
+
+    Raises:
+        ModelLoadError: the sum of ``options.max_memory`` (disk excluded) is below the model's size.
+    """
+    allowed = sum(size for device, size in options.max_memory or () if device != "disk")
+    needed = model_bytes(where, options.torch_dtype, local_only=local_only)
+    if needed > allowed:
+        raise ModelLoadError(_too_small(options, f"it needs {_gib(needed)} in {options.dtype} and the limits allow {_gib(allowed)}"))
+
+
+def _too_small(options: LoadOptions, why: str) -> str:
+    limits = ", ".join(f"{device}: {_gib(size)}" for device, size in options.max_memory or ()) or "none"
+    return (f"The memory limits ({limits}) are too small for this model: {why}. Raise --max-memory, pick a "
+            "smaller dtype (--dtype bfloat16 halves it), or allow disk offload with --offload-folder DIR (slow).")
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.3g} GiB" if size >= 2**25 else f"{size / 2**20:.3g} MiB"
 
 
 def _load_error(where: str, error: Exception, *, hub: bool, local_only: bool) -> ModelLoadError:
@@ -295,7 +385,8 @@ def safetensors_problem(path: str | Path) -> str | None:
 
 
 def _wrap(name: str, source: str, hf_model: torch.nn.Module, tokenizer: object, seconds: float,
-          fingerprint: str = "") -> LoadedModel:
+          fingerprint: str = "", options: LoadOptions | None = None) -> LoadedModel:
+    options = options or LoadOptions()
     adapter = adapter_for(hf_model)
     first = next(hf_model.parameters())
     info = ModelInfo(
@@ -315,13 +406,39 @@ def _wrap(name: str, source: str, hf_model: torch.nn.Module, tokenizer: object, 
         positional=adapter.positional,
         parallel_residual=adapter.parallel_residual,
         n_params=sum(p.numel() for p in {id(p): p for p in hf_model.parameters()}.values()),
-        device=str(first.device),
+        device=_devices_text(hf_model) if options.dispatched else str(execution_device(adapter.embed)),
         dtype=str(first.dtype).removeprefix("torch."),
         load_seconds=round(seconds, 2),
+        device_map=_device_map_text(hf_model) if options.dispatched else "",
     )
     if not fingerprint or source == "Hugging Face hub":  # a hub model: its id plus the revision resolved
         fingerprint = hashlib.sha256(f"{name}:{getattr(hf_model.config, '_commit_hash', '')}".encode()).hexdigest()[:16]
-    return LoadedModel(hf_model, tokenizer, adapter, info, fingerprint)
+    if options.key():  # other precision or dispatch: another model to every cache
+        fingerprint = hashlib.sha256(f"{fingerprint}:{options.key()}".encode()).hexdigest()[:16]
+    return LoadedModel(hf_model, tokenizer, adapter, info, fingerprint, options)
+
+
+def _device_map(hf_model: torch.nn.Module) -> dict:
+    """Where accelerate put each top-level module; ``{"": device}`` when it put the whole model on one
+    device without hooks (``auto`` on a CPU-only machine)."""
+    return getattr(hf_model, "hf_device_map", None) or {"": str(next(hf_model.parameters()).device)}
+
+
+def _device_name(device: object) -> str:
+    return f"cuda:{device}" if isinstance(device, int) or str(device).isdigit() else str(device)
+
+
+def _devices_text(hf_model: torch.nn.Module) -> str:
+    """The devices a dispatched model uses, in map order: ``cuda:0+cuda:1+cpu+disk``."""
+    return "+".join(dict.fromkeys(_device_name(d) for d in _device_map(hf_model).values()))
+
+
+def _device_map_text(hf_model: torch.nn.Module) -> str:
+    """How many top-level modules of the map sit on each device: ``cuda:0: 14, cpu: 3, disk: 2``."""
+    counts: dict[str, int] = {}
+    for device in _device_map(hf_model).values():
+        counts[_device_name(device)] = counts.get(_device_name(device), 0) + 1
+    return ", ".join(f"{d}: {n}" for d, n in counts.items())
 
 
 # --- the bundled default ---------------------------------------------------------------

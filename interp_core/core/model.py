@@ -16,8 +16,10 @@ from functools import cached_property
 import torch
 
 from interp_core.core.arch.base import Adapter, ModelWeights
+from interp_core.core.devices import execution_device
 from interp_core.core.errors import BadPromptError, NotSingleTokenError, UnknownHookError
 from interp_core.core.hooks import HookList, StopForward, attached, capture_into, resolve, stop_after
+from interp_core.core.load_options import LoadOptions
 from interp_core.core.names import BLOCK_POINTS, GLOBAL_POINTS, hook_name
 from interp_core.core.prefix import (
     KeyValueRecorder,
@@ -54,6 +56,7 @@ class ModelInfo:
     device: str
     dtype: str
     load_seconds: float
+    device_map: str = ""  # a dispatched model: modules per device, e.g. "cuda:0: 14, cpu: 3"; else empty
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,12 @@ class LoadedModel:
     """A frozen HF causal LM with hook-point access. Build it with :func:`interp_core.load_model`."""
 
     def __init__(self, hf_model: torch.nn.Module, tokenizer: object, adapter: Adapter, info: ModelInfo,
-                 fingerprint: str = "") -> None:
+                 fingerprint: str = "", options: LoadOptions | None = None) -> None:
         self.hf_model = hf_model
         self.tokenizer = tokenizer
         self.adapter = adapter
         self.info = info
+        self.options = options or LoadOptions()
         # Identifies these weights: results cached under it are never served for other weights, e.g.
         # after a toy model is retrained under the same name. Loaded models get it from their files.
         self.fingerprint = fingerprint or f"{info.name}@{id(self):x}"
@@ -86,7 +90,15 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        return self.adapter.embed.weight.device
+        """The main device: where tokens go in (the embedding computes) and where recorded activations and
+        canonical weights are kept. One device unless the model is dispatched over several by accelerate."""
+        return execution_device(self.adapter.embed)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype (float32 unless loaded in half precision); activations run in it, while
+        recorded activations, logits and canonical weights are float32 whatever it is."""
+        return self.adapter.embed.weight.dtype
 
     # --- tokens ------------------------------------------------------------------------
     def unknown_tokens(self, text: str) -> tuple[int, int]:
@@ -197,7 +209,7 @@ class LoadedModel:
                 use_cache=False,
                 logits_to_keep=1 if last_position_only else 0,
             )
-        return out.logits
+        return out.logits.float()
 
     run_with_hooks = forward
 
@@ -240,7 +252,7 @@ class LoadedModel:
         if stop_at_layer is not None:
             wanted = [n for n in wanted if not n.startswith("ln_final") and _layer_of(n) < stop_at_layer]
         store: dict[str, torch.Tensor] = {}
-        recorder = capture_into(store, detach=not grad)
+        recorder = capture_into(store, detach=not grad, device=self.device, dtype=torch.float32)
         all_hooks = list(hooks) + [(n, recorder) for n in wanted]
         logits = None
         with self.lock, attached(self.adapter, all_hooks), torch.set_grad_enabled(grad):
@@ -252,7 +264,7 @@ class LoadedModel:
                     attention_mask=None if attention_mask is None else attention_mask.to(self.device),
                     use_cache=False,
                     logits_to_keep=1 if last_position_only else 0,
-                ).logits
+                ).logits.float()
             except StopForward:
                 pass
             finally:
@@ -321,13 +333,13 @@ class LoadedModel:
         if start_pos and prefix is None:
             raise ValueError("A run from a later position needs the earlier positions' keys and values (prefix).")
         with self.lock, attached(self.adapter, hooks), torch.set_grad_enabled(grad):
-            x = resid.to(self.device)
+            x = resid.to(self.device, self.dtype)
             keywords = suffix_keywords(context.keywords, context.cache_argument, start_pos, prefix, context.n_pos, x.dtype)
             for block in self.adapter.layers[start_layer:end_layer]:
                 out = block(x, **keywords)
                 x = out[0] if isinstance(out, tuple) else out
             if end_layer is not None:
-                return x
+                return x.to(self.device, resid.dtype)
             if last_position_only:
                 x = x[:, -1:]
             return self.unembed(self.adapter.final_norm(x))
@@ -337,23 +349,30 @@ class LoadedModel:
         """Block ``layer`` over rows that agree with ``prefix``'s run before their ``starts``:
         :func:`interp_core.core.prefix.block_over_row_suffixes` (no hooks), ``(rows, pos, d_model)``."""
         with self.lock, torch.no_grad():
-            return block_over_row_suffixes(self.adapter, layer, resid.to(self.device), starts, prefix,
-                                           last_position_only=last_position_only)
+            block_device = execution_device(self.adapter.layers[layer])
+            out = block_over_row_suffixes(self.adapter, layer, resid.to(block_device, self.dtype), starts, prefix,
+                                          last_position_only=last_position_only)
+            return out.to(self.device, resid.dtype)
 
     # --- pieces ------------------------------------------------------------------------
     def apply_final_norm(self, resid: torch.Tensor) -> torch.Tensor:
         """The model's own final norm applied to ``resid (..., d_model)``."""
-        return self.adapter.final_norm(resid.to(self.device))
+        return self.adapter.final_norm(resid.to(self.device, self.dtype)).to(self.device, torch.float32)
 
     def unembed(self, normed: torch.Tensor) -> torch.Tensor:
-        """``(..., d_model) -> (..., d_vocab)`` logits through the model's own head."""
-        return self.adapter.lm_head(normed)
+        """``(..., d_model) -> (..., d_vocab)`` logits through the model's own head (on the main device)."""
+        return self.adapter.lm_head(normed.to(self.dtype)).to(self.device, torch.float32)
 
     @cached_property
     def weights(self) -> ModelWeights:
-        """Canonical weights (read-only views of the parameters; never edit them)."""
+        """Canonical weights, all on :attr:`device` (read-only views of the parameters; never edit them).
+
+        A dispatched model's blocks are read when first asked for (``weights.blocks[layer]``), each
+        then copied to the main device once; weights offloaded to CPU or disk are read from accelerate's
+        offload store (:func:`interp_core.core.devices.real_tensor`).
+        """
         with torch.no_grad():
-            return self.adapter.model_weights()
+            return self.adapter.model_weights(self.device)
 
 
 def max_prompt_tokens() -> int:

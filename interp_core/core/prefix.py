@@ -98,8 +98,8 @@ class _PrefixCache:
                **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
         """``key_states (batch, kv_head, pos - start, d_head)`` -> the full ``(batch, kv_head, pos, d_head)``."""
         batch = key_states.shape[0]
-        keys = self.recorded.keys[layer_idx][..., : self.start, :].to(key_states.dtype)
-        values = self.recorded.values[layer_idx][..., : self.start, :].to(value_states.dtype)
+        keys = self.recorded.keys[layer_idx][..., : self.start, :].to(key_states.device, key_states.dtype)
+        values = self.recorded.values[layer_idx][..., : self.start, :].to(value_states.device, value_states.dtype)
         return (torch.cat([keys.expand(batch, -1, -1, -1), key_states], dim=-2),
                 torch.cat([values.expand(batch, -1, -1, -1), value_states], dim=-2))
 
@@ -183,8 +183,8 @@ def block_over_row_suffixes(adapter: Adapter, layer: int, resid: torch.Tensor, s
 
     q, k = adapter.rotary(layer, positions, padded(q), padded(k))  # (rows, pos, head, d_head)
     mine = own[:, :, None, None]
-    k = torch.where(mine, k, prefix.keys[layer][0].transpose(0, 1).to(k.dtype))  # recorded: (kv_head, pos, d_head)
-    v = torch.where(mine, padded(v), prefix.values[layer][0].transpose(0, 1).to(v.dtype))
+    k = torch.where(mine, k, prefix.keys[layer][0].transpose(0, 1).to(k.device, k.dtype))  # recorded: (kv_head, pos, d_head)
+    v = torch.where(mine, padded(v), prefix.values[layer][0].transpose(0, 1).to(v.device, v.dtype))
     group = q.shape[2] // k.shape[2]  # query heads per KV head
     if group > 1:
         k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)

@@ -8,13 +8,14 @@ Techniques only ever see names and canonical weights.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import torch
 from torch import nn
 
+from interp_core.core.devices import execution_device, real_tensor
 from interp_core.core.errors import UnknownHookError
 
 Reader = Callable[[torch.Tensor], torch.Tensor]
@@ -97,7 +98,39 @@ class ModelWeights:
     b_U: torch.Tensor
     ln_final_w: torch.Tensor
     ln_final_b: torch.Tensor | None
-    blocks: tuple[BlockWeights, ...]
+    blocks: Sequence[BlockWeights]
+
+
+class LazyBlockWeights(Sequence):
+    """``blocks[layer]``: each block's :class:`BlockWeights` read on first access and kept, on one device.
+
+    A model offloaded to disk then materialises only the blocks a technique reads, not all of them.
+    """
+
+    def __init__(self, adapter: Adapter, device: torch.device) -> None:
+        self._adapter, self._device = adapter, device
+        self._done: dict[int, BlockWeights] = {}
+
+    def __len__(self) -> int:
+        return self._adapter.n_layers
+
+    def __getitem__(self, index: int | slice) -> BlockWeights | list[BlockWeights]:  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        layer = range(len(self))[index]  # IndexError past the end; negative indices count from the end
+        if layer not in self._done:
+            block = self._adapter.block_weights(layer)
+            moved = {f.name: _on(getattr(block, f.name), self._device) for f in fields(block)}
+            self._done[layer] = BlockWeights(**moved)
+        return self._done[layer]
+
+    def __iter__(self) -> Iterator[BlockWeights]:
+        return (self[i] for i in range(len(self)))
+
+
+def _on(tensor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """``tensor`` on ``device`` in float32 (a view where it already is; a half-precision weight is copied)."""
+    return None if tensor is None else tensor.to(device, torch.float32)
 
 
 @dataclass(frozen=True)
@@ -270,17 +303,24 @@ class Adapter:
         """Block ``layer`` as its norms, projections and MLP (the model's own modules)."""
         raise NotImplementedError
 
-    def model_weights(self) -> ModelWeights:
-        lm_bias = self.lm_head.bias
+    def model_weights(self, device: torch.device | None = None) -> ModelWeights:
+        """Every weight in canonical layout, in float32, on ``device`` (default: where the embedding computes).
+
+        Weights are views of the parameters where they already live there, and copies read from
+        accelerate's offload store where the model is dispatched (:func:`real_tensor`); blocks are
+        read on first access (:class:`LazyBlockWeights`).
+        """
+        device = device or execution_device(self.embed)
+        lm_bias = real_tensor(self.lm_head, "bias")
         norm = self.final_norm
         return ModelWeights(
-            W_E=self.embed.weight.detach(),
-            W_pos=self.pos_embed_weight(),
-            W_U=self.lm_head.weight.detach().T,
-            b_U=lm_bias.detach() if lm_bias is not None else torch.zeros(self.d_vocab, device=self.embed.weight.device),
-            ln_final_w=norm.weight.detach(),
-            ln_final_b=norm.bias.detach() if getattr(norm, "bias", None) is not None else None,
-            blocks=tuple(self.block_weights(layer) for layer in range(self.n_layers)),
+            W_E=_on(real_tensor(self.embed, "weight"), device),
+            W_pos=_on(self.pos_embed_weight(), device),
+            W_U=_on(real_tensor(self.lm_head, "weight"), device).T,
+            b_U=_on(lm_bias, device) if lm_bias is not None else torch.zeros(self.d_vocab, device=device),
+            ln_final_w=_on(real_tensor(norm, "weight"), device),
+            ln_final_b=_on(real_tensor(norm, "bias"), device),
+            blocks=LazyBlockWeights(self, device),
         )
 
     def pos_embed_weight(self) -> torch.Tensor | None:
@@ -298,5 +338,4 @@ class Adapter:
 
 
 def norm_bias(module: nn.Module) -> torch.Tensor | None:
-    bias = getattr(module, "bias", None)
-    return bias.detach() if bias is not None else None
+    return real_tensor(module, "bias")

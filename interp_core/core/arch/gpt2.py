@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from interp_core.core.arch.base import Adapter, BlockParts, BlockWeights, Site, heads_site, identity_site, norm_bias
+from interp_core.core.devices import real_tensor
 from interp_core.core.errors import UnknownHookError
 
 
@@ -83,24 +84,24 @@ class GPT2Adapter(Adapter):
         return sites[point]()
 
     def pos_embed_weight(self) -> torch.Tensor | None:
-        return self.model.transformer.wpe.weight.detach()
+        return real_tensor(self.model.transformer.wpe, "weight")
 
     def block_weights(self, layer: int) -> BlockWeights:
         block = self.layers[layer]
         n_heads, d_model, d_head = self.n_heads, self.d_model, self.d_head
         # Conv1D stores (in_features, out_features): columns are outputs.
-        w_qkv = block.attn.c_attn.weight.detach()  # (d_model, 3 * d_model)
-        b_qkv = block.attn.c_attn.bias.detach()  # (3 * d_model,)
+        w_qkv = real_tensor(block.attn.c_attn, "weight")  # (d_model, 3 * d_model)
+        b_qkv = real_tensor(block.attn.c_attn, "bias")  # (3 * d_model,)
         W_Q, W_K, W_V = (w.reshape(d_model, n_heads, d_head).permute(1, 0, 2) for w in w_qkv.split(d_model, dim=1))
         b_Q, b_K, b_V = (b.reshape(n_heads, d_head) for b in b_qkv.split(d_model))
         return BlockWeights(
             W_Q=W_Q, W_K=W_K, W_V=W_V, b_Q=b_Q, b_K=b_K, b_V=b_V,
-            W_O=block.attn.c_proj.weight.detach().reshape(n_heads, d_head, d_model),
-            b_O=block.attn.c_proj.bias.detach(),
-            W_out=block.mlp.c_proj.weight.detach(),  # (d_mlp, d_model)
-            b_out=block.mlp.c_proj.bias.detach(),
-            ln1_w=block.ln_1.weight.detach(), ln1_b=norm_bias(block.ln_1),
-            ln2_w=block.ln_2.weight.detach(), ln2_b=norm_bias(block.ln_2),
+            W_O=real_tensor(block.attn.c_proj, "weight").reshape(n_heads, d_head, d_model),
+            b_O=real_tensor(block.attn.c_proj, "bias"),
+            W_out=real_tensor(block.mlp.c_proj, "weight"),  # (d_mlp, d_model)
+            b_out=real_tensor(block.mlp.c_proj, "bias"),
+            ln1_w=real_tensor(block.ln_1, "weight"), ln1_b=norm_bias(block.ln_1),
+            ln2_w=real_tensor(block.ln_2, "weight"), ln2_b=norm_bias(block.ln_2),
         )
 
     def block_parts(self, layer: int) -> BlockParts:

@@ -7,13 +7,14 @@ import torch
 from torch import nn
 
 from interp_core.core.arch.base import Adapter, BlockParts, BlockWeights, Site, heads_site, identity_site
+from interp_core.core.devices import execution_device, real_tensor
 from interp_core.core.errors import UnknownHookError
 
 
 def _zeros_or_bias(linear: nn.Linear, shape: tuple[int, ...]) -> torch.Tensor:
     if linear.bias is None:
-        return torch.zeros(shape, device=linear.weight.device, dtype=linear.weight.dtype)
-    return linear.bias.detach().reshape(shape)
+        return torch.zeros(shape, device=execution_device(linear), dtype=linear.weight.dtype)
+    return real_tensor(linear, "bias").reshape(shape)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -70,7 +71,7 @@ class LlamaAdapter(Adapter):
 
         def in_proj(linear: nn.Linear, heads: int) -> torch.Tensor:
             # nn.Linear stores (out, in): (heads * d_head, d_model) -> (heads, d_model, d_head)
-            return linear.weight.detach().reshape(heads, d_head, d_model).transpose(1, 2)
+            return real_tensor(linear, "weight").reshape(heads, d_head, d_model).transpose(1, 2)
 
         return BlockWeights(
             W_Q=in_proj(attn.q_proj, n_heads),
@@ -80,12 +81,12 @@ class LlamaAdapter(Adapter):
             b_K=self.expand_kv(_zeros_or_bias(attn.k_proj, (n_kv, d_head))),
             b_V=self.expand_kv(_zeros_or_bias(attn.v_proj, (n_kv, d_head))),
             # o_proj.weight is (d_model, heads * d_head): transpose, then split the input axis by head.
-            W_O=attn.o_proj.weight.detach().T.reshape(n_heads, d_head, d_model),
+            W_O=real_tensor(attn.o_proj, "weight").T.reshape(n_heads, d_head, d_model),
             b_O=_zeros_or_bias(attn.o_proj, (d_model,)),
-            W_out=block.mlp.down_proj.weight.detach().T,
+            W_out=real_tensor(block.mlp.down_proj, "weight").T,
             b_out=_zeros_or_bias(block.mlp.down_proj, (d_model,)),
-            ln1_w=block.input_layernorm.weight.detach(), ln1_b=None,
-            ln2_w=block.post_attention_layernorm.weight.detach(), ln2_b=None,
+            ln1_w=real_tensor(block.input_layernorm, "weight"), ln1_b=None,
+            ln2_w=real_tensor(block.post_attention_layernorm, "weight"), ln2_b=None,
         )
 
     def block_parts(self, layer: int) -> BlockParts:
@@ -100,5 +101,5 @@ class LlamaAdapter(Adapter):
     def rotary(self, layer: int, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotate ``q (batch, pos, head, d_head)`` and ``k (batch, pos, kv_head, d_head)`` as the model does."""
         cos, sin = self.base.rotary_emb(q, positions.unsqueeze(0))  # (1, pos, d_head) each
-        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # broadcast over the head axis
+        cos, sin = cos.unsqueeze(2).to(q.device), sin.unsqueeze(2).to(q.device)  # broadcast over the head axis
         return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin

@@ -8,6 +8,7 @@ from torch import nn
 
 from interp_core.core.arch.base import Adapter, BlockParts, BlockWeights, Site, heads_site, identity_site, norm_bias
 from interp_core.core.arch.llama import rotate_half
+from interp_core.core.devices import real_tensor
 from interp_core.core.errors import UnknownHookError
 
 
@@ -77,17 +78,17 @@ class NeoXAdapter(Adapter):
         n_heads, d_model, d_head = self.n_heads, self.d_model, self.d_head
         qkv = block.attention.query_key_value
         # weight rows are laid out (head, [q|k|v], d_head); nn.Linear stores (out, in).
-        w = qkv.weight.detach().reshape(n_heads, 3, d_head, d_model).transpose(2, 3)
-        b = qkv.bias.detach().reshape(n_heads, 3, d_head)
+        w = real_tensor(qkv, "weight").reshape(n_heads, 3, d_head, d_model).transpose(2, 3)
+        b = real_tensor(qkv, "bias").reshape(n_heads, 3, d_head)
         dense = block.attention.dense
         return BlockWeights(
             W_Q=w[:, 0], W_K=w[:, 1], W_V=w[:, 2], b_Q=b[:, 0], b_K=b[:, 1], b_V=b[:, 2],
-            W_O=dense.weight.detach().T.reshape(n_heads, d_head, d_model),
-            b_O=dense.bias.detach(),
-            W_out=block.mlp.dense_4h_to_h.weight.detach().T,
-            b_out=block.mlp.dense_4h_to_h.bias.detach(),
-            ln1_w=block.input_layernorm.weight.detach(), ln1_b=norm_bias(block.input_layernorm),
-            ln2_w=block.post_attention_layernorm.weight.detach(), ln2_b=norm_bias(block.post_attention_layernorm),
+            W_O=real_tensor(dense, "weight").T.reshape(n_heads, d_head, d_model),
+            b_O=real_tensor(dense, "bias"),
+            W_out=real_tensor(block.mlp.dense_4h_to_h, "weight").T,
+            b_out=real_tensor(block.mlp.dense_4h_to_h, "bias"),
+            ln1_w=real_tensor(block.input_layernorm, "weight"), ln1_b=norm_bias(block.input_layernorm),
+            ln2_w=real_tensor(block.post_attention_layernorm, "weight"), ln2_b=norm_bias(block.post_attention_layernorm),
         )
 
     def block_parts(self, layer: int) -> BlockParts:
@@ -103,7 +104,7 @@ class NeoXAdapter(Adapter):
     def rotary(self, layer: int, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotate the first ``rotary_ndims`` dims of ``q`` and ``k (batch, pos, head, d_head)``."""
         cos, sin = self.base.rotary_emb(q, positions.unsqueeze(0))
-        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
+        cos, sin = cos.unsqueeze(2).to(q.device), sin.unsqueeze(2).to(q.device)
         n_rot = cos.shape[-1]
 
         def rotate(x: torch.Tensor) -> torch.Tensor:

@@ -69,8 +69,8 @@ st.markdown(f"**{dataset.n_sentences} sentences, {len(dataset.item_labels)} labe
 request = ProbeRequest(name, kind, folds, 0, pool, step, csv)
 features = runner.run_or_stop(model, request.features_request())  # kept: another probe or fold count reuses them
 result = runner.run_or_stop(model, dataclasses.replace(request, features=features))
-st.caption(f"Hidden states extracted in {features.seconds:.1f} s (cached: changing the probe, folds or layer reuses them); "
-           f"probes fitted in {result.seconds:.1f} s.")
+st.caption(f"Hidden states {'read from the disk cache' if features.source == 'disk cache' else 'extracted'} in {features.seconds:.1f} s "
+           f"(cached: changing the probe, folds or layer reuses them); {2 * len(result.layers) * folds} probes fitted in {result.seconds:.1f} s.")
 
 views.show_accuracy(result)
 views.show_layer(result)

@@ -48,6 +48,7 @@ def fit_linear_probes(
         ``(n_tasks, n_rows, n_items)`` int predictions.
     """
     x = torch.as_tensor(states).float()  # (R, n, d)
+    x = x - x.mean(1, keepdim=True)  # a shift the free intercept absorbs; keeps the Gram sums well conditioned
     y = torch.as_tensor(np.stack(targets)).long()  # (T, n)
     n_rows, n_items, d = x.shape
     n_tasks, n_folds, k = len(targets), len(splits), n_classes
@@ -72,8 +73,9 @@ def fit_linear_probes(
     onehot = torch.nn.functional.one_hot(y, k).float()  # (T, n, K)
     item_weight = train[:, None, :] * strength[:, :, None] / count[:, None, None]  # (F, T, n): C / n_train on train items
 
-    w = torch.zeros(n_rows, n_folds, n_tasks, d, k, requires_grad=True)
-    b = torch.zeros(n_rows, n_folds, n_tasks, k, requires_grad=True)
+    w0, b0 = _ridge_start(x, onehot, train, mu, sd, present, ridge=1.0 / C)
+    w = w0.requires_grad_(True)
+    b = b0.requires_grad_(True)
     scale = (1.0 / sd)[:, :, None, :, None]  # (R, F, 1, d, 1)
     shift = (mu / sd)  # (R, F, d)
 
@@ -96,10 +98,35 @@ def fit_linear_probes(
         loss.backward()
         return loss
 
-    optimiser.step(closure)
+    if max_iter > 0:
+        optimiser.step(closure)
     with torch.no_grad():
         predicted = logits().argmax(-1)  # (R, F, T, n)
     out = np.zeros((n_tasks, n_rows, n_items), dtype=np.int64)
     for f, (_, test) in enumerate(splits):
         out[:, :, test] = predicted[:, f, :, torch.as_tensor(test)].permute(1, 0, 2).numpy()
     return out
+
+
+def _ridge_start(x: torch.Tensor, onehot: torch.Tensor, train: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor,
+                 present: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed-form start: ridge regression of the centred one-hot labels on the standardised states,
+    per (row, fold, task), from one Gram matrix per row (``x (R, n, d)``, ``onehot (T, n, K)``,
+    ``train (F, n)``). Its argmax is already close to the logistic probe's; scaled up so the softmax
+    is not flat, it leaves L-BFGS a few steps. Returns ``W (R, F, T, d, K)`` and ``b (R, F, T, K)``."""
+    count = train.sum(1)  # (F,)
+    total = x.transpose(1, 2) @ x  # (R, d, d); each fold's training Gram = total - its test items' Gram
+    gram = torch.stack([total - (lambda t: t.transpose(1, 2) @ t)(x[:, train[f] == 0]) for f in range(len(train))], dim=1)
+    cross = torch.einsum("fn,rnd,tnk->rftdk", train, x, onehot)  # (R, F, T, d, K)
+    ybar = torch.einsum("fn,tnk->ftk", train, onehot) / count[:, None, None]  # (F, T, K)
+    centred = gram - count[None, :, None, None] * mu[..., :, None] * mu[..., None, :]
+    inv_sd = 1.0 / sd
+    std_gram = centred * inv_sd[..., :, None] * inv_sd[..., None, :]
+    std_gram = std_gram + ridge * torch.eye(x.shape[-1])
+    rhs = (cross - count[None, :, None, None, None] * mu[:, :, None, :, None] * ybar[None, :, :, None, :]) * inv_sd[:, :, None, :, None]
+    n_rows, n_folds, n_tasks, d, k = rhs.shape
+    solved = torch.linalg.solve(std_gram.double(), rhs.permute(0, 1, 3, 2, 4).reshape(n_rows, n_folds, d, n_tasks * k).double())
+    w = solved.float().reshape(n_rows, n_folds, d, n_tasks, k).permute(0, 1, 3, 2, 4).contiguous()
+    w = w * 4.0 * present[None, :, :, None, :]  # one-hot scale -> logit scale; absent classes at 0
+    b = torch.zeros(n_rows, n_folds, n_tasks, k)
+    return w, b

@@ -30,7 +30,7 @@ left, mid, right = st.columns([2, 1, 1])
 choice = left.selectbox("Dataset", SETS, key="probe_set", bind="query-params",
                         format_func=lambda s: BUNDLED[s]["title"] if s in BUNDLED else "Your own CSV")
 kind = mid.radio("Probe", ["linear", "mlp"], key="probe_kind", bind="query-params", horizontal=True,
-                 help="Logistic regression, or an MLP with one hidden layer of 64 units (more expressive, so it memorises more).")
+                 help="A linear classifier (ridge, standardised states), or an MLP with one hidden layer of 64 units (more expressive, so it memorises more).")
 folds = right.slider("Folds (split by sentence)", 2, 10, 5, key="probe_folds", bind="query-params")
 step = st.select_slider("Probe every k-th layer (the last layer is always included)", [1, 2, 3, 5], value=1 if n_layers <= 12 else 3,
                         key="probe_step", bind="query-params")

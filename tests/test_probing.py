@@ -327,24 +327,24 @@ def _agree(features, layers, n_folds, tolerance=0.02):
 
 @pytest.mark.parametrize("name", ["pos", "number"])
 def test_batched_probes_are_sklearn_ridge_classifiers(tiny_gpt2, name):
-    """Each batched probe predicts what scikit-learn's StandardScaler + RidgeClassifier(alpha=1/C) fitted on that
+    """Each batched probe predicts what scikit-learn's StandardScaler + RidgeClassifier(alpha) fitted on that
     layer and fold alone predicts (12 classes on POS, two on the number set), for the real and the control task."""
     from sklearn.linear_model import RidgeClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from interp_core.techniques.probe_fit import fit_linear_probes
+    from interp_core.techniques.probe_fit import RIDGE_ALPHA, fit_linear_probes
 
     features = run(tiny_gpt2, ProbeRequest(name).features_request())
     y = features.labels
     control = control_labels(features.types, y, seed=1)
     splits = fold_splits(features.groups, 4)
-    pred = fit_linear_probes(features.states, [y, control], len(features.classes), splits, C=0.1)
+    pred = fit_linear_probes(features.states, [y, control], len(features.classes), splits)
     for row in range(len(features.layers)):
         x = features.states[row].astype(np.float64)
         for train, test in splits:
             for task, labels in enumerate((y, control)):
-                ridge = make_pipeline(StandardScaler(), RidgeClassifier(alpha=10.0)).fit(x[train], labels[train])
+                ridge = make_pipeline(StandardScaler(), RidgeClassifier(alpha=RIDGE_ALPHA)).fit(x[train], labels[train])
                 agree = np.mean(ridge.predict(x[test]) == pred[task, row, test])
                 assert agree > 0.995, (row, task, agree)  # float32 vs float64: only near-ties may differ
 

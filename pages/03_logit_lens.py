@@ -108,8 +108,11 @@ else:
     kl = saved.tables()["lens_heldout_kl"]
     with st.expander("How well does each lens match the final output? (held-out text)", expanded=False):
         page.show_chart(heldout_kl_chart(kl, logit.layers), kl, "lens_heldout_kl",
-                        caption=f"Mean KL on {saved.config.get('n_heldout_seqs', '?')} held-out sampled sequences, never trained on. "
-                                f"The tuned lens saw {saved.train_tokens:,} tokens and trained in {saved.train_seconds:.0f} s.")
+                        caption=f"Mean KL on {saved.config.get('test_tokens', saved.config.get('n_heldout_seqs', '?'))} held-out sampled "
+                                f"{'tokens' if 'test_tokens' in saved.config else 'sequences'}, never trained on. The tuned lens saw "
+                                f"{saved.train_tokens:,} tokens and trained in {saved.train_seconds:.0f} s"
+                                + (f"; shipped with the project (float16, rank {saved.config['rank']}; how it was trained: interp_core/data/tuned_lens/{model.info.name}/README.md)."
+                                   if "rank" in saved.config else "."))
 
 # --- the target token across layers ------------------------------------------------------------
 st.subheader("One token across layers")

@@ -30,7 +30,7 @@ left, mid, right = st.columns([2, 1, 1])
 choice = left.selectbox("Dataset", SETS, key="probe_set", bind="query-params",
                         format_func=lambda s: BUNDLED[s]["title"] if s in BUNDLED else "Your own CSV")
 kind = mid.radio("Probe", ["linear", "mlp"], key="probe_kind", bind="query-params", horizontal=True,
-                 help="Logistic regression, or an MLP with one hidden layer of 64 units (more expressive, so it memorises more).")
+                 help="A linear classifier (ridge, standardised states), or an MLP with one hidden layer of 64 units (more expressive, so it memorises more).")
 folds = right.slider("Folds (split by sentence)", 2, 10, 5, key="probe_folds", bind="query-params")
 step = st.select_slider("Probe every k-th layer (the last layer is always included)", [1, 2, 3, 5], value=1 if n_layers <= 12 else 3,
                         key="probe_step", bind="query-params")
@@ -69,8 +69,8 @@ st.markdown(f"**{dataset.n_sentences} sentences, {len(dataset.item_labels)} labe
 request = ProbeRequest(name, kind, folds, 0, pool, step, csv)
 features = runner.run_or_stop(model, request.features_request())  # kept: another probe or fold count reuses them
 result = runner.run_or_stop(model, dataclasses.replace(request, features=features))
-st.caption(f"Hidden states extracted in {features.seconds:.1f} s (cached: changing the probe, folds or layer reuses them); "
-           f"probes fitted in {result.seconds:.1f} s.")
+st.caption(f"Hidden states {'read from the disk cache' if features.source == 'disk cache' else 'extracted'} in {features.seconds:.1f} s "
+           f"(cached: changing the probe, folds or layer reuses them); {2 * len(result.layers) * folds} probes fitted in {result.seconds:.1f} s.")
 
 views.show_accuracy(result)
 views.show_layer(result)

@@ -17,16 +17,21 @@ from interp_core.core.errors import NotSingleTokenError, OutOfRangeError
 from interp_core.techniques.contract import run
 from interp_core.techniques.logit_lens import LogitLensRequest, boundary_labels, readout, residual_boundaries, run_logit_lens
 from interp_core.techniques.tuned_lens import (
+    SHIPPED_DIR,
     SavedTunedLensRequest,
     TrainConfig,
     TrainTunedLensRequest,
     TunedLens,
     TunedLensError,
+    heldout_kl,
     lens_dir,
     load_tuned_lens,
     require_tuned_lens,
+    sample_residuals,
     saved_lens_version,
+    shipped_lens_dir,
     train_tuned_lens,
+    with_low_rank,
 )
 
 PROMPT = "The capital of France is Paris. The capital of Italy is"
@@ -233,3 +238,72 @@ class TestPage:
         assert not app.exception
         assert [e.value for e in app.error] == []
         assert any("Tuned lens" in s.value for s in app.subheader)
+
+
+SHIPPED_FILE = SHIPPED_DIR / "smollm2-135m" / "translators.safetensors"
+needs_shipped = pytest.mark.skipif(
+    not SHIPPED_FILE.is_file(),
+    reason="no shipped lens yet: run .venv/bin/python -m interp_core.techniques.tuned_lens_ship and commit its directory",
+)
+
+
+class TestShippedLens:
+    def test_low_rank_file_loads_what_was_measured(self, tiny_gpt2, tmp_path):
+        """A lens saved with a rank loads as exactly the float16 low-rank lens that with_low_rank measures;
+        at full rank it is the float32 lens to float16 precision."""
+        lens = train_tuned_lens(tiny_gpt2, TrainConfig(n_train_seqs=8, n_heldout_seqs=2, seq_len=12, kl_steps=0), save=False)
+        lens.save(tmp_path / "r8", rank=8)
+        loaded = load_tuned_lens(tiny_gpt2, tmp_path / "r8")
+        torch.testing.assert_close(loaded.weight, with_low_rank(lens, 8).weight, atol=0, rtol=0)
+        assert torch.linalg.matrix_rank(loaded.weight[0]) <= 8
+        d = tiny_gpt2.info.d_model
+        torch.testing.assert_close(with_low_rank(lens, d).weight, lens.weight, atol=2e-3 * lens.weight.abs().max().item(), rtol=0)
+        torch.testing.assert_close(loaded.bias, lens.bias, atol=0, rtol=0)  # the bias stays float32
+
+    def test_shipped_lens_is_used_when_none_was_trained_here(self, tiny_gpt2, home, tmp_path, monkeypatch):
+        """With no lens in the user's home the shipped one is loaded; one trained here takes precedence."""
+        monkeypatch.setattr("interp_core.techniques.tuned_lens.SHIPPED_DIR", tmp_path / "shipped")
+        cfg = TrainConfig(n_train_seqs=8, n_heldout_seqs=2, seq_len=12, kl_steps=0)
+        shipped = train_tuned_lens(tiny_gpt2, cfg, save=False)
+        shipped.save(shipped_lens_dir(tiny_gpt2.info.name), rank=16)
+        assert saved_lens_version(tiny_gpt2) > 0
+        found = load_tuned_lens(tiny_gpt2)
+        torch.testing.assert_close(found.weight, with_low_rank(shipped, 16).weight, atol=0, rtol=0)
+        assert run(tiny_gpt2, LogitLensRequest(PROMPT, lens="tuned", lens_version=1.0)).lens == "tuned"
+        mine = train_tuned_lens(tiny_gpt2, TrainConfig(n_train_seqs=8, n_heldout_seqs=2, seq_len=12, kl_steps=0, seed=1))
+        torch.testing.assert_close(load_tuned_lens(tiny_gpt2).weight, mine.weight, atol=0, rtol=0)
+
+    @needs_shipped
+    def test_shipped_file_is_small_and_documented(self):
+        """The shipped lens of the default model stays under the repository's 10 MB limit, and its README
+        holds the held-out table with the shipped lens within 10 % of the full lens at every layer."""
+        from safetensors import safe_open
+
+        assert SHIPPED_FILE.is_file()
+        assert SHIPPED_FILE.stat().st_size < 10 * 1024 * 1024
+        with safe_open(str(SHIPPED_FILE), framework="pt") as f:
+            meta = f.metadata()
+            assert set(f.keys()) >= {"weight_left", "weight_right", "bias", "heldout_kl_logit", "heldout_kl_tuned"}
+        assert meta["model_name"] == "smollm2-135m"
+        record = json.loads((SHIPPED_FILE.parent / "record.json").read_text())
+        full, shipped, logit = (np.array(record[k][:-1]) for k in ("kl_full", "kl_shipped", "kl_logit"))
+        assert np.all(shipped <= 1.10 * full), shipped / full
+        assert np.all(shipped < logit)
+        assert "shipped / full" in (SHIPPED_FILE.parent / "README.md").read_text()
+
+
+@pytest.mark.slow
+@needs_shipped
+def test_shipped_lens_beats_logit_lens_on_heldout_text(default_model, home):
+    """SmolLM2-135M: the shipped lens loads on first use (no lens trained here) and has a lower KL to the final
+    distribution than the logit lens at every layer boundary but the last, on text sampled with a seed never
+    used in its training (seed 0) and the identity at the last boundary."""
+    lens = load_tuned_lens(default_model)
+    assert lens is not None and lens.config["rank"] > 0
+    _, resid = sample_residuals(default_model, 6, 24, seed=12345)
+    held = resid[:, :, 1:].reshape(resid.shape[0], -1, resid.shape[-1])
+    kl_logit, kl_tuned = heldout_kl(default_model, held, None), heldout_kl(default_model, held, lens)
+    assert np.all(kl_tuned[:-1] < kl_logit[:-1]), (kl_logit, kl_tuned)
+    assert kl_tuned[-1] == pytest.approx(kl_logit[-1], abs=1e-6)
+    result = run(default_model, LogitLensRequest("The capital of France is", lens="tuned", lens_version=saved_lens_version(default_model)))
+    assert result.top_tokens[-1, -1, 0] == " Paris"

@@ -11,8 +11,10 @@ of the accuracy comes from the representation rather than from the probe.
 
 Method here: hidden states of every item are captured once per layer boundary ("layer 0" is
 the embedding output ``blocks.0.hook_resid_pre``, layer ``L`` is ``blocks.{L-1}.hook_resid_post``);
-a word is read at its last token. For every layer a standardised logistic regression (or a
-one-hidden-layer MLP) is fitted with grouped K-fold cross-validation: the folds split
+a word is read at its last token. For every layer a standardised linear probe (a closed-form
+ridge classifier, all layers, folds and tasks at once, :mod:`~interp_core.techniques.probe_fit`;
+scikit-learn's logistic regression with ``solver="sklearn"``) or a one-hidden-layer MLP is
+fitted with grouped K-fold cross-validation: the folds split
 *sentences*, so train and test never share a sentence. The control task is fitted on the same
 folds. For sentence-level tasks the type is the whole sentence, so the control is a fixed
 random relabelling of sentences.
@@ -33,6 +35,7 @@ from interp_core.core.errors import WorkbenchError
 from interp_core.core.hooks import HookList
 from interp_core.core.model import LoadedModel
 from interp_core.core.names import hook_name
+from interp_core.techniques import probe_cache
 from interp_core.techniques.contract import Progress, Request
 from interp_core.techniques.frames import grid_frame
 from interp_core.techniques.probe_data import ProbeDataset, load_dataset, parse_csv
@@ -60,6 +63,7 @@ class ProbeFeatures:
         dataset, level: the dataset's name and level (``"token"`` or ``"sentence"``).
         key: ``(model fingerprint, ProbeFeaturesRequest)`` when made by that request: which model and
             inputs these states are of, so a :class:`ProbeRequest` reuses them only for the same ones.
+        source: ``"model"`` (extracted now) or ``"disk cache"`` (read back; ``seconds`` is then the read time).
     """
 
     layers: np.ndarray
@@ -74,11 +78,26 @@ class ProbeFeatures:
     dataset: str = ""
     level: str = ""
     key: tuple = ()
+    source: str = "model"
 
     def __post_init__(self) -> None:
         n = len(self.labels)
         assert self.states.shape[:2] == (len(self.layers), n), self.states.shape
         assert len(self.groups) == len(self.types) == len(self.tokens) == n
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays for the disk cache (:mod:`interp_core.techniques.probe_cache`); inverse: :meth:`from_arrays`."""
+        return {"layers": self.layers, "layer_names": np.array(self.layer_names), "states": self.states, "labels": self.labels,
+                "classes": np.array(self.classes), "groups": self.groups, "types": np.array(self.types),
+                "tokens": np.array(self.tokens), "meta": np.array([self.dataset, self.level, repr(self.seconds)])}
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray], seconds: float) -> ProbeFeatures:
+        dataset, level, _ = (str(v) for v in a["meta"])
+        text = lambda name: tuple(str(v) for v in a[name])
+        return cls(layers=a["layers"], layer_names=text("layer_names"), states=a["states"], labels=a["labels"],
+                   classes=text("classes"), groups=a["groups"], types=text("types"), tokens=text("tokens"),
+                   seconds=seconds, dataset=dataset, level=level, source="disk cache")
 
     def to_json(self) -> dict:
         return {"dataset": self.dataset, "level": self.level, "layer_names": list(self.layer_names), "n_items": len(self.labels),
@@ -354,6 +373,7 @@ def fit_probes(
     seed: int = 0,
     labels: np.ndarray | None = None,
     layers: list[int] | None = None,
+    solver: str = "torch",
     on_progress: Progress | None = None,
 ) -> ProbeResult:
     """Cross-validated real and control probes at every layer (or the given layer rows).
@@ -361,9 +381,15 @@ def fit_probes(
     Args:
         labels: replace the dataset's labels (tests pass shuffled ones); ``(n_items,)``.
         layers: indices into ``features.layers``; default all.
+        solver: for the linear probe, ``"torch"`` fits every layer, fold and task at once as a
+            closed-form ridge classifier (:func:`~interp_core.techniques.probe_fit.fit_linear_probes`;
+            within 0.02 accuracy of the reference on POS); ``"sklearn"`` fits logistic regressions one
+            by one with :func:`make_probe` (the reference). The MLP probe always uses scikit-learn.
     """
     if probe not in PROBES:
         raise WorkbenchError(f"probe must be one of {PROBES}, got {probe!r}.")
+    if solver not in ("torch", "sklearn"):
+        raise WorkbenchError(f"solver must be 'torch' or 'sklearn', got {solver!r}.")
     started = time.perf_counter()
     y = features.labels if labels is None else np.asarray(labels)
     control = control_labels(features.types, y, seed=seed + 1)
@@ -373,7 +399,21 @@ def fit_probes(
     acc = np.zeros((len(rows), n_folds))
     ctl = np.zeros((len(rows), n_folds))
     confusion = np.zeros((len(rows), n_classes, n_classes), dtype=np.int64)
-    for r, layer in enumerate(rows):
+    if probe == "linear" and solver == "torch":
+        from interp_core.techniques.probe_fit import fit_linear_probes
+
+        if on_progress:
+            on_progress(0.0, f"fitting {2 * len(rows) * n_folds} probes at once")
+        pred = fit_linear_probes(features.states[rows], [y, control], max(n_classes, int(y.max()) + 1), splits)
+        for r in range(len(rows)):
+            for f, (_, test) in enumerate(splits):
+                acc[r, f] = np.mean(pred[0, r, test] == y[test])
+                ctl[r, f] = np.mean(pred[1, r, test] == control[test])
+            np.add.at(confusion[r], (y, pred[0, r]), 1)
+        rows_done = []
+    else:
+        rows_done = rows
+    for r, layer in enumerate(rows_done):
         x = features.states[layer].astype(np.float32)
         for f, (train, test) in enumerate(splits):
             pred = _fit_score(probe, seed, x, y, train, test)
@@ -466,7 +506,16 @@ class ProbeFeaturesRequest(Request):
             raise WorkbenchError(f"pool must be one of {POOLS}, got {self.pool!r}.")
 
     def compute(self, model: LoadedModel, on_progress: Progress) -> ProbeFeatures:
-        features = extract_features(model, ProbeDataRequest(self.dataset, self.csv).load(), pool=self.pool, on_progress=on_progress)
+        """The states from the disk cache when a bundled set was extracted before for these weights, else extracted (and cached)."""
+        started = time.perf_counter()
+        path = None if self.csv else probe_cache.cache_path(model.fingerprint, self.dataset, self.pool)
+        arrays = probe_cache.read(path) if path is not None else None
+        if arrays is not None:
+            features = ProbeFeatures.from_arrays(arrays, time.perf_counter() - started)
+        else:
+            features = extract_features(model, ProbeDataRequest(self.dataset, self.csv).load(), pool=self.pool, on_progress=on_progress)
+            if path is not None:
+                probe_cache.write(path, features.to_arrays())
         return dataclasses.replace(features, key=(model.fingerprint, self))
 
 

@@ -28,7 +28,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ from interp_core.techniques.readout import boundary_labels, boundary_names, read
 
 Progress = Callable[[float, str], None]
 FILE_NAME = "translators.safetensors"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "tuned_lens"  # lenses trained once and shipped
 
 
 class TunedLensError(WorkbenchError):
@@ -126,14 +127,20 @@ class TunedLens:
                 "Train it again for this model."
             )
 
-    def save(self, directory: Path | None = None) -> Path:
-        """Write the translators as safetensors; returns the file."""
+    def save(self, directory: Path | None = None, *, rank: int | None = None) -> Path:
+        """Write the translators as safetensors; returns the file. With ``rank``, ``A`` is stored as
+        its float16 rank-``rank`` factors (:func:`low_rank_factors`) instead of in full."""
         from safetensors.torch import save_file
 
         directory = directory or lens_dir(self.model_name)
         directory.mkdir(parents=True, exist_ok=True)
+        if rank is None:
+            weights = {"weight": self.weight.detach().cpu().contiguous()}
+        else:
+            left, right = low_rank_factors(self.weight.detach().cpu(), rank)
+            weights = {"weight_left": left, "weight_right": right}
         tensors = {
-            "weight": self.weight.detach().cpu().contiguous(),
+            **weights,
             "bias": self.bias.detach().cpu().contiguous(),
             "heldout_kl_logit": torch.as_tensor(self.heldout_kl_logit),
             "heldout_kl_tuned": torch.as_tensor(self.heldout_kl_tuned),
@@ -147,12 +154,49 @@ class TunedLens:
         return path
 
 
-def lens_dir(model_name: str) -> Path:
-    """``workbench_home()/tuned_lens/<safe name>``; names with odd characters get a hash suffix."""
+def low_rank_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best rank-``rank`` approximation of each ``A_b`` (truncated SVD), as float16 factors.
+
+    ``weight (n_layers, d_model, d_model)`` -> ``left (n_layers, d_model, rank)`` and
+    ``right (n_layers, rank, d_model)``, with ``left @ right ~= weight``; the singular values are
+    split evenly (``sqrt`` on each side) so both factors stay in float16's range.
+    """
+    u, s, vh = torch.linalg.svd(weight.double(), full_matrices=False)
+    root = s[:, :rank].sqrt()
+    left = (u[:, :, :rank] * root[:, None, :]).to(torch.float16).contiguous()
+    right = (root[:, :, None] * vh[:, :rank]).to(torch.float16).contiguous()
+    return left, right
+
+
+def with_low_rank(lens: TunedLens, rank: int) -> TunedLens:
+    """``lens`` with each ``A_b`` replaced by exactly what :meth:`TunedLens.save` with ``rank`` stores."""
+    left, right = low_rank_factors(lens.weight, rank)
+    return replace(lens, weight=left.float() @ right.float(), config={**lens.config, "rank": rank})
+
+
+def _safe_name(model_name: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model_name).strip("_.")[-60:] or "model"
     if safe != model_name:
         safe += "-" + hashlib.sha1(model_name.encode()).hexdigest()[:8]
-    return workbench_home() / "tuned_lens" / safe
+    return safe
+
+
+def lens_dir(model_name: str) -> Path:
+    """``workbench_home()/tuned_lens/<safe name>``; names with odd characters get a hash suffix."""
+    return workbench_home() / "tuned_lens" / _safe_name(model_name)
+
+
+def shipped_lens_dir(model_name: str) -> Path:
+    """Where the project ships a trained lens for ``model_name`` (``interp_core/data/tuned_lens/<safe name>``)."""
+    return SHIPPED_DIR / _safe_name(model_name)
+
+
+def lens_file(model_name: str) -> Path | None:
+    """The lens file used for ``model_name``: one trained on this machine, else the shipped one, else ``None``."""
+    for directory in (lens_dir(model_name), shipped_lens_dir(model_name)):
+        if (directory / FILE_NAME).is_file():
+            return directory / FILE_NAME
+    return None
 
 
 def fingerprint(model: LoadedModel) -> str:
@@ -163,21 +207,32 @@ def fingerprint(model: LoadedModel) -> str:
 
 
 def load_tuned_lens(model: LoadedModel, directory: Path | None = None) -> TunedLens | None:
-    """The saved tuned lens of ``model``, or ``None`` if none is saved (or it fits other weights)."""
+    """The saved tuned lens of ``model``, or ``None`` if none is saved (or it fits other weights).
+
+    Without ``directory``: the lens trained on this machine (:func:`lens_dir`) if it fits the
+    model, else the one shipped with the project (:func:`shipped_lens_dir`)."""
+    if directory is None:
+        for where in (lens_dir(model.info.name), shipped_lens_dir(model.info.name)):
+            if (lens := load_tuned_lens(model, where)) is not None:
+                return lens
+        return None
     from safetensors import safe_open
 
-    path = (directory or lens_dir(model.info.name)) / FILE_NAME
+    path = directory / FILE_NAME
     if not path.is_file():
         return None
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
         t = {k: f.get_tensor(k) for k in f.keys()}
+    if meta["fingerprint"] != fingerprint(model):
+        return None
+    weight = t["weight"] if "weight" in t else t["weight_left"].float() @ t["weight_right"].float()
     lens = TunedLens(
-        model_name=meta["model_name"], fingerprint=meta["fingerprint"], weight=t["weight"], bias=t["bias"],
+        model_name=meta["model_name"], fingerprint=meta["fingerprint"], weight=weight, bias=t["bias"].float(),
         heldout_kl_logit=t["heldout_kl_logit"].numpy(), heldout_kl_tuned=t["heldout_kl_tuned"].numpy(),
         train_tokens=int(meta["train_tokens"]), train_seconds=float(meta["train_seconds"]), config=json.loads(meta["config"]),
     )
-    if lens.fingerprint != fingerprint(model) or lens.weight.shape != (model.info.n_layers, model.info.d_model, model.info.d_model):
+    if lens.weight.shape != (model.info.n_layers, model.info.d_model, model.info.d_model):
         return None
     return lens
 
@@ -298,6 +353,23 @@ def _kl_refine(model: LoadedModel, resid: torch.Tensor, a: torch.Tensor, c: torc
     c.requires_grad_(False)
 
 
+def fit_translators(model: LoadedModel, train: torch.Tensor, cfg: TrainConfig,
+                    progress: Progress) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed-form ridge fit, then Adam on the KL, from residuals ``train (n_layers + 1, tokens, d_model)``.
+
+    Returns ``A (n_layers, d_model, d_model)`` and ``c (n_layers, d_model)``.
+    """
+    n, d = model.info.n_layers, model.info.d_model
+    a, c = torch.zeros(n, d, d), torch.zeros(n, d)
+    if cfg.ridge > 0:
+        for b in range(n):
+            a[b], c[b] = _ridge_fit(model, train[b], train[-1], cfg.ridge)
+            progress(0.2 * (b + 1) / n, f"closed-form fit of translator {b + 1}/{n}")
+    if cfg.kl_steps > 0:
+        _kl_refine(model, train, a, c, cfg, lambda f, m: progress(0.2 + 0.8 * f, m))
+    return a.detach(), c.detach()
+
+
 def train_tuned_lens(model: LoadedModel, config: TrainConfig | None = None, *, texts: Sequence[str] | None = None,
                      save: bool = True, on_progress: Progress | None = None) -> TunedLens:
     """Train (and by default save) a tuned lens for ``model``.
@@ -311,16 +383,10 @@ def train_tuned_lens(model: LoadedModel, config: TrainConfig | None = None, *, t
     cfg = config or TrainConfig()
     progress = on_progress or (lambda fraction, message: None)
     started = time.perf_counter()
-    train, held = _training_residuals(model, cfg, texts, lambda f, m: progress(0.35 * f, m))
-    n, d = model.info.n_layers, model.info.d_model
-    a, c = torch.zeros(n, d, d), torch.zeros(n, d)
-    if cfg.ridge > 0:
-        for b in range(n):
-            a[b], c[b] = _ridge_fit(model, train[b], train[-1], cfg.ridge)
-            progress(0.35 + 0.1 * (b + 1) / n, f"closed-form fit of translator {b + 1}/{n}")
-    if cfg.kl_steps > 0:
-        _kl_refine(model, train, a, c, cfg, lambda f, m: progress(0.45 + 0.35 * f, m))
-    lens = TunedLens(model.info.name, fingerprint(model), a.detach(), c.detach(), np.zeros(n + 1), np.zeros(n + 1),
+    train, held = training_residuals(model, cfg, texts, lambda f, m: progress(0.35 * f, m))
+    a, c = fit_translators(model, train, cfg, lambda f, m: progress(0.35 + 0.45 * f, m))
+    n = model.info.n_layers
+    lens = TunedLens(model.info.name, fingerprint(model), a, c, np.zeros(n + 1), np.zeros(n + 1),
                      int(train.shape[1]), 0.0, asdict(cfg))
     progress(0.8, "held-out KL of the logit lens")
     kl_logit = heldout_kl(model, held, None)
@@ -334,7 +400,7 @@ def train_tuned_lens(model: LoadedModel, config: TrainConfig | None = None, *, t
     return lens
 
 
-def _training_residuals(model: LoadedModel, cfg: TrainConfig, texts: Sequence[str] | None,
+def training_residuals(model: LoadedModel, cfg: TrainConfig, texts: Sequence[str] | None,
                         progress: Progress) -> tuple[torch.Tensor, torch.Tensor]:
     """Training and held-out residuals, each ``(n_layers + 1, tokens, d_model)`` (BOS dropped)."""
     if texts is not None:
@@ -400,6 +466,6 @@ class SavedTunedLensRequest(Request):
 
 
 def saved_lens_version(model: LoadedModel) -> float:
-    """The saved lens file's modification time, or 0 when none is saved."""
-    path = lens_dir(model.info.name) / FILE_NAME
-    return path.stat().st_mtime if path.is_file() else 0.0
+    """The used lens file's modification time (one trained here, else the shipped one), or 0 when none is."""
+    path = lens_file(model.info.name)
+    return path.stat().st_mtime if path is not None else 0.0

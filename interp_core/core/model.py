@@ -333,12 +333,13 @@ class LoadedModel:
             return self.unembed(self.adapter.final_norm(x))
 
     def run_block_rows(self, resid: torch.Tensor, starts: torch.Tensor, layer: int, prefix: PrefixKeyValues, *,
-                       last_position_only: bool = False) -> torch.Tensor:
+                       last_position_only: bool = False, prefix_rows: torch.Tensor | None = None) -> torch.Tensor:
         """Block ``layer`` over rows that agree with ``prefix``'s run before their ``starts``:
-        :func:`interp_core.core.prefix.block_over_row_suffixes` (no hooks), ``(rows, pos, d_model)``."""
+        :func:`interp_core.core.prefix.block_over_row_suffixes` (no hooks), ``(rows, pos, d_model)``;
+        ``prefix_rows`` names each row's prompt in a batched ``prefix`` (default: prompt 0)."""
         with self.lock, torch.no_grad():
             return block_over_row_suffixes(self.adapter, layer, resid.to(self.device), starts, prefix,
-                                           last_position_only=last_position_only)
+                                           last_position_only=last_position_only, prefix_rows=prefix_rows)
 
     # --- pieces ------------------------------------------------------------------------
     def apply_final_norm(self, resid: torch.Tensor) -> torch.Tensor:

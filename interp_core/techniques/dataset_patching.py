@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from interp_core.core.head_id import head_label
 from interp_core.core.model import LoadedModel
 from interp_core.core.names import hook_name
 from interp_core.core.prefix import KeyValueRecorder, PrefixKeyValues
@@ -137,7 +138,7 @@ class DatasetPatchingResult:
         mean ``patched_metric``); ``patch_dataset_pairs``: one row per pair with its metrics and disagreement."""
         grid, std, patched = self.grid, self.grid_std, self.patched
         if grid.ndim == 3:
-            rows = [f"L{layer}H{head}" for layer in self.labels[0] for head in self.labels[1]]
+            rows = [head_label(int(layer), int(head)) for layer in self.labels[0] for head in self.labels[1]]
             names, cols = ("head", "pos"), self.labels[2]
         else:
             rows, cols, names = list(self.labels[0]), self.labels[1], self.axes

@@ -252,3 +252,46 @@ class TestCli:
         code = cli_main([*argv, "--model", str(tiny_model_dirs["gpt2"]), "--json"])
         assert code == 2
         assert message in json.loads(capsys.readouterr().out)["error"]
+
+
+# --- pages --------------------------------------------------------------------------------------
+APP_TIMEOUT = 300
+
+
+def _charts(at) -> list:
+    return list(at.get("vega_lite_chart")) + list(at.get("arrow_vega_lite_chart"))
+
+
+class TestPages:
+    def test_patching_dataset_mode_and_open_a_pair(self, tiny_model_dirs, tiny_gpt2):
+        """Dataset mode shows the request's mean metrics, the mean and std grids and the ranked pairs; "Open"
+        puts the most disagreeing pair into the one-pair inputs."""
+        from page_harness import open_page
+
+        at = open_page("pages/06_activation_patching.py", tiny_model_dirs["gpt2"], timeout=APP_TIMEOUT,
+                       patch_mode="Dataset", patch_ds_n=3).run()
+        assert not at.exception and [e.value for e in at.error] == []
+        result = run(tiny_gpt2, DatasetPatchRequest("ioi", 3))
+        shown = {m.label: m.value for m in at.metric}
+        assert shown["Mean clean logit diff"] == f"{result.clean_metric:.3f}"
+        assert len(_charts(at)) >= 2
+        at.button(key=f"patch_ds_open_{result.ranked()[0]}").click().run()
+        assert not at.exception
+        first = result.dataset.pairs[result.ranked()[0]]
+        assert at.session_state["patch_mode"] == "One pair"
+        assert at.text_input(key="patch_clean").value == first.clean
+        assert at.text_input(key="patch_wrong").value == first.wrong
+
+    def test_dla_dataset_mode_and_a_bad_csv(self, tiny_model_dirs, tiny_gpt2):
+        from page_harness import open_page
+
+        at = open_page("pages/07_direct_logit_attribution.py", tiny_model_dirs["gpt2"], timeout=APP_TIMEOUT,
+                       dla_mode="Dataset", dla_ds="factual", dla_ds_n=4).run()
+        assert not at.exception and [e.value for e in at.error] == []
+        result = run(tiny_gpt2, DatasetDlaRequest("factual", 4))
+        shown = {m.label: m.value for m in at.metric}
+        assert shown["Mean logit difference (answer − wrong)"] == f"{float(result.per_pair_model_logit_diff.mean()):.3f}"
+        assert len(_charts(at)) >= 3
+        at.button(key=f"dla_ds_open_{result.ranked()[0]}").click().run()
+        assert not at.exception
+        assert at.session_state["prompt"] == result.dataset.pairs[result.ranked()[0]].clean

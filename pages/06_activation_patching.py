@@ -34,9 +34,10 @@ def dataset_mode() -> None:
     page.explain(dataset.INTRO, label="Patching over a dataset")
     fields = dataset.dataset_inputs("patch")
     left, right = st.columns([3, 1])
+    page.url_names_options("patch_ds_target", list(TARGETS))
     target = left.segmented_control("Patch", list(TARGETS), format_func=views.TARGET_NAMES.get, key="patch_ds_target",
-                                    default="resid_pre") or "resid_pre"
-    method = right.radio("Method", METHODS, key="patch_ds_method", horizontal=True, help="exact: every cell of every pair "
+                                    default="resid_pre", bind="query-params") or "resid_pre"
+    method = right.radio("Method", METHODS, key="patch_ds_method", horizontal=True, bind="query-params", help="exact: every cell of every pair "
                          "really runs (queued); attribution: the linear estimate, about two passes per pair")
     if fields is None:
         return

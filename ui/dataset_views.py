@@ -17,7 +17,7 @@ from interp_core.techniques.dataset_dla import DatasetDlaResult
 from interp_core.techniques.dataset_patching import DatasetPatchingResult
 from interp_core.techniques.datasets import IOI_TEMPLATES, MAX_PAIRS, PromptPair
 from ui.charts import download_buttons, heatmap
-from ui.page import caution, show_chart
+from ui.page import caution, show_chart, url_names_options
 
 MODES = ("One pair", "Dataset")
 SOURCE_NAMES = {"ioi": "IOI (names)", "factual": "Capitals", "csv": "Upload CSV"}
@@ -44,8 +44,9 @@ def mode(key: str) -> str:
 def dataset_inputs(prefix: str) -> dict | None:
     """The dataset fields of a request (``dataset, n, seed, template, csv``), or None while a CSV is awaited."""
     left, middle, right, last = st.columns([2, 1, 1, 1])
+    url_names_options(f"{prefix}_ds", list(SOURCE_NAMES))  # ?patch_ds=factual as well as its label
     source = left.segmented_control("Pairs", list(SOURCE_NAMES), format_func=SOURCE_NAMES.get, key=f"{prefix}_ds",
-                                    default="ioi") or "ioi"
+                                    default="ioi", bind="query-params") or "ioi"
     if source == "csv":
         upload = st.file_uploader("CSV with columns clean, corrupt, answer, wrong", type=["csv", "txt"], key=f"{prefix}_ds_csv")
         if upload is None:
@@ -53,11 +54,11 @@ def dataset_inputs(prefix: str) -> dict | None:
                     "leading space, in quotes: `\" Mary\"`). All prompts must have the same number of tokens.")
             return None
         return dict(dataset="csv", csv=upload.getvalue().decode("utf-8-sig", errors="replace"))
-    n = middle.number_input("Pairs", 2, MAX_PAIRS, 16, key=f"{prefix}_ds_n")
-    seed = right.number_input("Seed", 0, 10**6, 0, key=f"{prefix}_ds_seed")
+    n = middle.number_input("Pairs", 2, MAX_PAIRS, 16, key=f"{prefix}_ds_n", bind="query-params")
+    seed = right.number_input("Seed", 0, 10**6, 0, key=f"{prefix}_ds_seed", bind="query-params")
     template = 0
     if source == "ioi":
-        template = last.selectbox("Template", range(len(IOI_TEMPLATES)), key=f"{prefix}_ds_template",
+        template = last.selectbox("Template", range(len(IOI_TEMPLATES)), key=f"{prefix}_ds_template", bind="query-params",
                                   format_func=lambda i: IOI_TEMPLATES[i].format(A=" A", B=" B", PLACE=" …", OBJECT=" …")[:28] + "…")
     return dict(dataset=source, n=int(n), seed=int(seed), template=int(template))
 

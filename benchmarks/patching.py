@@ -13,7 +13,9 @@ layers, 9 heads, 3 KV heads, d_model 576, d_mlp 1536, vocab 49152) with a 20-tok
 - attribution: :func:`interp_core.techniques.attribution.attribution_patching`, one forward + one backward.
 
 It checks that the batched residual grid equals the naive one within 1e-3, prints attribution's
-correlation with the exact grid, then how the time grows with prompt length (10, 20, 40, 80 tokens)
+correlation with the exact grid, the dataset sweep (issue #18: ``--dataset-pairs`` IOI pairs, resid_pre,
+all pairs batched against the sequential loop of single-pair exact sweeps, same numbers checked to 1e-4;
+``--dataset-only`` runs just that), then how the time grows with prompt length (10, 20, 40, 80 tokens)
 and layer count, the speed-up ratios, and last two JSON lines (issue #24's record): a pair that
 differs at its first token, then the IOI grid, each ``{"cells", "naive_s", "exact_s", "ratio",
 "max_abs_diff"}`` with the naive loop and the exact sweep (median of 3) timed in the same run. It is a benchmark, not a test: it takes a few minutes on a CPU.
@@ -40,6 +42,9 @@ from interp_core import load_model  # noqa: E402
 from interp_core.core.model import LoadedModel  # noqa: E402
 from interp_core.core.names import hook_name  # noqa: E402
 from interp_core.techniques.attribution import agreement, attribution_patching  # noqa: E402
+from interp_core.techniques.dataset_patching import dataset_patching  # noqa: E402
+from interp_core.techniques.datasets import ioi as ioi_dataset  # noqa: E402
+from interp_core.techniques.datasets import prepare_dataset  # noqa: E402
 from interp_core.techniques.patching import (  # noqa: E402
     PatchPair,
     exact_patching,
@@ -208,6 +213,20 @@ def scaling(model_dirs: dict[int, LoadedModel], device: str, lengths: list[int])
             print(f"{n_layers:>6} {n_pos:>4} {cells:>6} {t_fast:8.2f} {t_attr:7.2f} {t_fwd / reps:8.3f} {t_fwd / reps * cells:11.1f}")
 
 
+def dataset_run(model: LoadedModel, n_pairs: int) -> dict:
+    """``n_pairs`` IOI pairs, resid_pre: every pair as rows of one batched sweep, then pair by pair; same numbers."""
+    data = ioi_dataset(model, n_pairs, seed=0)
+    pairs = prepare_dataset(model, data)
+    print(f"\n== SmolLM2-135M, {n_pairs} IOI pairs of {pairs[0].n_pos} tokens, resid_pre ==")
+    batched, t_batched = timed(dataset_patching, model, data, pairs, "resid_pre")
+    print(f"batched (all pairs together): {t_batched:.1f} s", flush=True)
+    looped, t_loop = timed(dataset_patching, model, data, pairs, "resid_pre", batched=False)
+    diff = float(np.abs(batched.per_pair_patched - looped.per_pair_patched).max())
+    print(f"sequential per-pair loop: {t_loop:.1f} s; ratio {t_loop / t_batched:.2f}x; max |diff| {diff:.1e}; "
+          f"mean clean {batched.clean_metric:.2f}, corrupted {batched.corrupt_metric:.2f}")
+    return {"pairs": n_pairs, "batched_s": t_batched, "loop_s": t_loop, "ratio": t_loop / t_batched, "max_abs_diff": diff}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -216,6 +235,8 @@ def main() -> None:
     parser.add_argument("--cpu-time", action="store_true", help="report process CPU seconds instead of wall-clock (busy machines)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--calibrate", action="store_true", help="only measure the cost estimate's calibration points")
+    parser.add_argument("--dataset-pairs", type=int, default=32, help="IOI pairs of the dataset sweep (0: skip it)")
+    parser.add_argument("--dataset-only", action="store_true", help="only the dataset sweep, batched vs the per-pair loop")
     args = parser.parse_args()
     global CPU_TIME
     CPU_TIME = args.cpu_time
@@ -227,6 +248,9 @@ def main() -> None:
     if args.calibrate:
         with tempfile.TemporaryDirectory() as tmp:
             calibration(Path(tmp), args.device)
+        return
+    if args.dataset_only:
+        print(json.dumps(dataset_run(load_model("smollm2-135m", device=args.device), args.dataset_pairs)))
         return
     runs = []
     lines = []
@@ -244,6 +268,8 @@ def main() -> None:
             lines.append(contract_line(real, prepare_pair(real, *FIRST_TOKEN)))
             print(f"naive {lines[-1]['naive_s']:.2f} s, exact {lines[-1]['exact_s']:.2f} s")
             lines.append(contract_line(real, ioi, runs[-1]["naive"], runs[-1]["naive_grid"]))
+            if args.dataset_pairs:
+                dataset_run(real, args.dataset_pairs)
         scaling(models if not args.quick else {30: models[30]}, args.device, [10, 20, 40, 80] if not args.quick else [10, 20])
     print("\n== ratios (naive time / exact time) ==")
     for run in runs:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from interp_core.core.errors import WorkbenchError
 from interp_core.techniques.ablation import METHODS as ABLATION_METHODS
-from interp_core.techniques.patch_pair import TARGETS
+from interp_core.techniques.dataset_requests import DatasetPatchRequest
+from interp_core.techniques.patch_pair import METHODS, TARGETS
 from interp_core.techniques.patching_requests import (
     AblationEffectRequest,
     AttributionRequest,
@@ -18,12 +20,40 @@ from interp_core.techniques.patching_requests import (
     component_labels,
     needs_confirmation,
 )
+from ui import dataset_views as dataset
 from ui import page, runner, state
 from ui import patching_views as views
 
 page.header("Activation Patching", __doc__.splitlines()[0])
 page.explain(views.INTRO)
 model = state.require_model()
+
+
+def dataset_mode() -> None:
+    """Patching over many pairs: the mean grid, its spread, and the pairs that disagree with it."""
+    page.explain(dataset.INTRO, label="Patching over a dataset")
+    fields = dataset.dataset_inputs("patch")
+    left, right = st.columns([3, 1])
+    page.url_names_options("patch_ds_target", list(TARGETS))
+    target = left.segmented_control("Patch", list(TARGETS), format_func=views.TARGET_NAMES.get, key="patch_ds_target",
+                                    default="resid_pre", bind="query-params") or "resid_pre"
+    method = right.radio("Method", METHODS, key="patch_ds_method", horizontal=True, bind="query-params", help="exact: every cell of every pair "
+                         "really runs (queued); attribution: the linear estimate, about two passes per pair")
+    if fields is None:
+        return
+    try:
+        request = DatasetPatchRequest(**fields, target=target, method=method)
+    except WorkbenchError as error:
+        st.error(str(error))
+        return
+    if (result := runner.run(model, request)) is not None:
+        dataset.show_patching(result, views.grid_chart, shared_scale=False)
+        dataset.ranked_pairs(result, dataset.patching_opener("patch_mode"), "patch_ds")
+
+
+if dataset.mode("patch_mode") == dataset.MODES[1]:
+    dataset_mode()
+    st.stop()
 page.presets(views.PRESETS, key="patch", default="Indirect object (IOI)", help_of="patch_clean")
 left, right = st.columns(2)
 clean = left.text_input("Clean prompt", key="patch_clean", bind="query-params")

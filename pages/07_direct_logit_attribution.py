@@ -10,8 +10,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from interp_core.core.errors import WorkbenchError
 from interp_core.core.head_id import HeadId, head_label
+from interp_core.techniques.dataset_requests import DatasetDlaRequest
 from interp_core.techniques.dla import DlaRequest, HeadSourceRequest
+from ui import dataset_views as dataset
 from ui import page, runner, state
 from ui.dla_views import components_chart, heads_chart, sources_chart
 from ui.navigation import page_files
@@ -21,6 +24,27 @@ AUTO_HEAD = "largest |contribution|"
 page.header("Direct Logit Attribution", "Which components push the right answer up, directly?")
 model = state.require_model()
 info = model.info
+
+
+def dataset_mode() -> None:
+    """DLA of every pair's clean prompt (answer minus wrong answer, last position): mean, spread, outliers."""
+    page.explain(dataset.INTRO, label="DLA over a dataset")
+    fields = dataset.dataset_inputs("dla")
+    if fields is None:
+        return
+    try:
+        request = DatasetDlaRequest(**fields)
+    except WorkbenchError as error:
+        st.error(str(error))
+        return
+    if (result := runner.run(model, request)) is not None:
+        dataset.show_dla(result)
+        dataset.ranked_pairs(result, dataset.dla_opener("dla_mode"), "dla_ds")
+
+
+if dataset.mode("dla_mode") == dataset.MODES[1]:
+    dataset_mode()
+    st.stop()
 
 # --- inputs -------------------------------------------------------------------------------
 left, middle, right = st.columns([2, 2, 1])

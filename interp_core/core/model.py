@@ -345,13 +345,14 @@ class LoadedModel:
             return self.unembed(self.adapter.final_norm(x))
 
     def run_block_rows(self, resid: torch.Tensor, starts: torch.Tensor, layer: int, prefix: PrefixKeyValues, *,
-                       last_position_only: bool = False) -> torch.Tensor:
+                       last_position_only: bool = False, prefix_rows: torch.Tensor | None = None) -> torch.Tensor:
         """Block ``layer`` over rows that agree with ``prefix``'s run before their ``starts``:
-        :func:`interp_core.core.prefix.block_over_row_suffixes` (no hooks), ``(rows, pos, d_model)``."""
+        :func:`interp_core.core.prefix.block_over_row_suffixes` (no hooks), ``(rows, pos, d_model)``;
+        ``prefix_rows`` names each row's prompt in a batched ``prefix`` (default: prompt 0)."""
         with self.lock, torch.no_grad():
             block_device = execution_device(self.adapter.layers[layer])
             out = block_over_row_suffixes(self.adapter, layer, resid.to(block_device, self.dtype), starts, prefix,
-                                          last_position_only=last_position_only)
+                                          last_position_only=last_position_only, prefix_rows=prefix_rows)
             return out.to(self.device, resid.dtype)
 
     # --- pieces ------------------------------------------------------------------------

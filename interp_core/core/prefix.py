@@ -149,7 +149,8 @@ def suffix_keywords(keywords: dict, cache_name: str | None, start: int, prefix: 
 
 
 def block_over_row_suffixes(adapter: Adapter, layer: int, resid: torch.Tensor, starts: torch.Tensor,
-                            prefix: PrefixKeyValues, *, last_position_only: bool = False) -> torch.Tensor:
+                            prefix: PrefixKeyValues, *, last_position_only: bool = False,
+                            prefix_rows: torch.Tensor | None = None) -> torch.Tensor:
     """Block ``layer`` over rows that agree with the recorded run before their own start.
 
     Every linear map runs once over all rows' positions ``>= start``, flattened into one batch of
@@ -164,6 +165,8 @@ def block_over_row_suffixes(adapter: Adapter, layer: int, resid: torch.Tensor, s
         prefix: the recorded run's keys and values.
         last_position_only: the last block of a run read at its last position: keys and values of
             every own position, but the attention output and the MLP of the last position only.
+        prefix_rows: ``(rows,)`` which prompt of a batched recording each row agrees with (rows of
+            several prompts of one length in one call); None: every row agrees with prompt 0.
 
     Returns:
         ``(rows, pos, d_model)``: the residual leaving the block at positions ``>= start`` (only the
@@ -183,8 +186,15 @@ def block_over_row_suffixes(adapter: Adapter, layer: int, resid: torch.Tensor, s
 
     q, k = adapter.rotary(layer, positions, padded(q), padded(k))  # (rows, pos, head, d_head)
     mine = own[:, :, None, None]
-    k = torch.where(mine, k, prefix.keys[layer][0].transpose(0, 1).to(k.device, k.dtype))  # recorded: (kv_head, pos, d_head)
-    v = torch.where(mine, padded(v), prefix.values[layer][0].transpose(0, 1).to(v.device, v.dtype))
+
+    def recorded(t: torch.Tensor) -> torch.Tensor:
+        """``(batch, kv_head, pos, d_head)`` -> ``(pos, kv_head, d_head)`` or, per row, ``(rows, pos, kv_head, d_head)``."""
+        if prefix_rows is None:
+            return t[0].transpose(0, 1)
+        return t[prefix_rows.to(t.device)].transpose(1, 2)
+
+    k = torch.where(mine, k, recorded(prefix.keys[layer]).to(k.device, k.dtype))  # recorded on the block's device
+    v = torch.where(mine, padded(v), recorded(prefix.values[layer]).to(v.device, v.dtype))
     group = q.shape[2] // k.shape[2]  # query heads per KV head
     if group > 1:
         k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)

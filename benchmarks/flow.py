@@ -40,14 +40,16 @@ IOI = "When Mary and John went to the store, John gave a drink to"
 TWENTY = "The quick brown fox jumps over the lazy dog while the farmer watches from the old wooden"
 
 
-def median_seconds(fn, repeats: int) -> float:
+def median_seconds(fn, repeats: int, clock=time.perf_counter) -> float:
+    """Median over ``repeats`` calls of ``fn``, by ``clock`` (wall time; ``time.process_time`` for this process's
+    CPU seconds over all its threads, which other processes on a shared machine disturb far less)."""
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -75,8 +77,11 @@ def main() -> None:
     contributions(model, ids)  # warm-up: canonical weights are built once per model
     forward_s = median_seconds(lambda: model.forward(ids), 5)
     flow_s = median_seconds(lambda: contributions(model, ids), 3)
+    forward_cpu = median_seconds(lambda: model.forward(ids), 3, time.process_time)
+    flow_cpu = median_seconds(lambda: contributions(model, ids), 3, time.process_time)
     print(f"{info.name} on {args.device}, {torch.get_num_threads()} threads, 20 tokens: plain forward {forward_s:.3f} s, "
-          f"all contributions {flow_s:.3f} s ({flow_s / forward_s:.1f} forwards)")
+          f"all contributions {flow_s:.3f} s ({flow_s / forward_s:.1f} forwards); CPU seconds {forward_cpu:.3f} and "
+          f"{flow_cpu:.3f} ({flow_cpu / forward_cpu:.1f} forwards)")
 
     ioi = contributions(model, model.tokenize(IOI))
     last = ioi.attn.shape[1] - 1
@@ -93,7 +98,8 @@ def main() -> None:
               f"alone would be {whole_mb:.0f} MB per layer; a chunk is at most {CHUNK_ELEMENTS * 4 / 2 ** 20:.0f} MB)")
     print(json.dumps({"model": info.name, "device": args.device, "threads": torch.get_num_threads(),
                       "forward_20_s": round(forward_s, 4), "flow_20_s": round(flow_s, 4),
-                      "ratio": round(flow_s / forward_s, 2), "ioi_resid_block23": round(float(ioi.attn_resid[23, last]), 4),
+                      "ratio": round(flow_s / forward_s, 2), "forward_20_cpu_s": round(forward_cpu, 4),
+                      "flow_20_cpu_s": round(flow_cpu, 4), "ioi_resid_block23": round(float(ioi.attn_resid[23, last]), 4),
                       "ioi_top_part": {"head": head, "key": key, "contribution": round(float(ioi.attn[23, last].max()), 4)},
                       "long_tokens": args.long, "long_s": round(long_s, 2), "long_peak_rss_added_mb": round(added, 1),
                       "unchunked_parts_mb_per_layer": round(whole_mb, 1)}))

@@ -217,6 +217,9 @@ def follow_pending(pages: list) -> None:
     slug = st.session_state.pop(PENDING, None)
     target = next((p for p in pages if page_name(p) == slug), None)
     if target is not None:
-        st.switch_page(target)
+        # switch_page's default clears the query string, which Streamlit refuses while widgets are bound to it;
+        # given a mapping it replaces only unbound parameters, and each restored widget writes its own back
+        kept = {key: value for key, value in st.query_params.to_dict().items() if key == "presenter"}
+        st.switch_page(target, query_params=kept)
 
 

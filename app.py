@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from interp_core import DEFAULT_MODEL, list_toy_models
-from ui import state
+from ui import reproduce, runner, state
 from ui.config import allowed_models
 from ui.loading_views import advanced_loading
 from ui.navigation import page_files, page_slug, page_title
@@ -95,8 +95,13 @@ def report_download() -> None:
 st.set_page_config(page_title="Interpretability Workbench", page_icon="🔬", layout="wide")
 if presenter_mode():
     st.markdown(PRESENTER_CSS, unsafe_allow_html=True)
-navigation = st.navigation(build_pages())
+pages = build_pages()
+navigation = st.navigation(pages)
+reproduce.follow_pending(pages)  # an experiment was just opened: go to its page
 st.session_state["_report_items"] = []
+runner.start_page()
 sidebar()
 navigation.run()
 report_download()
+reproduce.after_page(navigation)
+reproduce.experiment_sidebar()

@@ -33,7 +33,10 @@ def header(title: str, question: str) -> None:
 
 
 def explain(markdown: str, *, label: str = "How to read this") -> None:
-    """A short explanation next to a chart (collapsed in presenter mode)."""
+    """A short explanation next to a chart (collapsed in presenter mode); the notebook export reuses it for that chart."""
+    items = st.session_state.get("_report_items")
+    if items and "explain" not in items[-1]:
+        items[-1]["explain"] = markdown
     with st.expander(label, expanded=not presenter_mode()):
         st.markdown(markdown)
 

@@ -5,6 +5,9 @@ model has a new fingerprint, so it is never served old numbers), shows a spinner
 requests and a progress bar plus the heavy-job queue for heavy ones (``request.heavy``), and
 shows a :class:`WorkbenchError` as one red box. On an error it returns None, so the page can stop
 only the part that needed the result (:func:`run_or_stop` stops the whole page).
+
+Every result it hands to a page is also recorded as a :class:`Step` (:func:`page_steps`), so the
+page's "Reproduce in Python" snippet and its saved experiment are made from the requests it ran.
 """
 
 from __future__ import annotations
@@ -15,11 +18,37 @@ from typing import TypeVar
 import streamlit as st
 
 from interp_core import LoadedModel, WorkbenchError
-from interp_core.techniques.contract import Request, Result
+from interp_core.techniques.contract import Request, Result, Step
 from interp_core.techniques.contract import run as run_technique
 from ui import jobs
 
 R = TypeVar("R", bound=Result)
+STEPS = "_repro_steps"  # session state: the steps of the page being drawn, in order
+
+
+def start_page() -> None:
+    """Forget the previous page's steps (app.py, before the page runs)."""
+    st.session_state[STEPS] = []
+
+
+def page_steps() -> list[Step]:
+    """The (model, request, result) steps the current page has shown, in order."""
+    return list(st.session_state.get(STEPS, []))
+
+
+def _same_request(a: Request, b: Request) -> bool:
+    try:
+        return a is b or (type(a) is type(b) and bool(a == b))
+    except (TypeError, ValueError):  # a request holding arrays compares element-wise
+        return False
+
+
+def record(model: LoadedModel | None, request: Request, result: Result) -> None:
+    """Add one step; a fragment's rerun replaces its earlier step for the same request instead of adding one."""
+    steps = st.session_state.setdefault(STEPS, [])
+    spec = None if model is None else model.info.name
+    steps[:] = [s for s in steps if not (s.model == spec and _same_request(s.request, request))]
+    steps.append(Step(spec, None if model is None else model.fingerprint, request, result))
 
 
 def cache_key(model: LoadedModel | None, request: Request) -> tuple:
@@ -29,7 +58,10 @@ def cache_key(model: LoadedModel | None, request: Request) -> tuple:
 
 def cached(model: LoadedModel, request: Request) -> Result | None:
     """The result if some session computed it already, else None (never computes)."""
-    return jobs.lookup(cache_key(model, request))  # type: ignore[return-value]
+    found = jobs.lookup(cache_key(model, request))
+    if found is not None:
+        record(model, request, found)  # type: ignore[arg-type]
+    return found  # type: ignore[return-value]
 
 
 def run(model: LoadedModel | None, request: Request, compute: Callable[[], Result] | None = None) -> Result | None:
@@ -43,12 +75,12 @@ def run(model: LoadedModel | None, request: Request, compute: Callable[[], Resul
     key = cache_key(model, request)
     try:
         if request.heavy:
-            return jobs.cached_job(request.label, key, lambda progress: run_technique(model, request, progress), heavy=True)
-        found = jobs.lookup(key)
-        if found is None:
+            found = jobs.cached_job(request.label, key, lambda progress: run_technique(model, request, progress), heavy=True)
+        elif (found := jobs.lookup(key)) is None:
             with st.spinner(f"{request.label}…"):
                 found = compute() if compute is not None else run_technique(model, request)
             jobs.remember(key, found)
+        record(model, request, found)  # type: ignore[arg-type]
         return found  # type: ignore[return-value]
     except WorkbenchError as error:
         st.error(str(error))

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         if getattr(module, "NEEDS_MODEL", True):
             add_load_arguments(p)
         p.add_argument("--json", action="store_true", help="print the result as JSON")
+        if hasattr(module, "REQUEST"):
+            p.add_argument("--save", metavar="FILE", default=None,
+                           help="also write an experiment file (requests, results, model fingerprint) that the app's 'Open experiment' reopens")
         module.add_arguments(p)
         p.set_defaults(_module=module)
     return parser
@@ -98,6 +101,39 @@ def check_utf8(argv: list[str]) -> None:
             ) from None
 
 
+def run_and_save(module: ModuleType, args: argparse.Namespace, argv: list[str]) -> dict:
+    """``module.run(args)``, then every technique run it made written to ``--save FILE`` as an experiment."""
+    from interp_core.cli.experiment import save_cli_experiment  # only when asked: it reads library versions
+    from interp_core.techniques.contract import recording
+
+    target = check_writable(args.save)
+    with recording() as steps:
+        result = module.run(args)
+    kept, skip = [], False
+    for arg in argv:  # the command line as it computes, without the output options
+        if skip or arg == "--json" or arg.startswith("--save="):
+            skip = False
+            continue
+        skip = arg == "--save"
+        if not skip:
+            kept.append(arg)
+    save_cli_experiment(target, module.NAME, kept, steps)
+    return result
+
+
+def check_writable(path: str) -> str:
+    """``path`` if a file can be written there (its folder exists and is not read-only), before any work is done."""
+    import os
+    from pathlib import Path
+
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise UsageError(f"--save {path}: that is a directory; give a file name, e.g. {target / 'experiment.json'}.")
+    if not target.parent.is_dir() or not os.access(target.parent, os.W_OK):
+        raise UsageError(f"--save {path}: cannot write in {target.parent} (missing or read-only); choose another folder.")
+    return str(target)
+
+
 def _report(message: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"error": message}))
@@ -113,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         as_json = bool(getattr(args, "json", as_json))
         module: ModuleType = args._module
-        result = to_jsonable(module.run(args))
+        if getattr(args, "save", None):
+            result = to_jsonable(run_and_save(module, args, argv))
+        else:
+            result = to_jsonable(module.run(args))
         if args.json:
             text = json.dumps(result)
         elif hasattr(module, "format_text"):

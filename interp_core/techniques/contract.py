@@ -18,7 +18,9 @@ never drift apart.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import ClassVar, Protocol, runtime_checkable
 
 import pandas as pd
@@ -57,6 +59,33 @@ class Request:
         raise NotImplementedError(f"{type(self).__name__} does not say how it is computed")
 
 
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One computation as it ran: the model's spec and weights fingerprint (None without a model), request, result."""
+
+    model: str | None
+    fingerprint: str | None
+    request: Request
+    result: Result
+
+
+_recording: ContextVar[list[Step] | None] = ContextVar("interp_core_recording", default=None)
+
+
+@contextmanager
+def recording() -> Iterator[list[Step]]:
+    """Collect every :func:`run` made inside the ``with`` block (this thread or task only) as a :class:`Step`.
+
+    The CLI's ``--save FILE`` writes them to an experiment file.
+    """
+    steps: list[Step] = []
+    token = _recording.set(steps)
+    try:
+        yield steps
+    finally:
+        _recording.reset(token)
+
+
 def _silent(fraction: float, message: str = "") -> None:
     pass
 
@@ -66,7 +95,11 @@ def run(model: LoadedModel | None, request: Request, on_progress: Progress | Non
     if not isinstance(request, Request):
         raise WorkbenchError(f"run() takes a technique request (a Request subclass), got {type(request).__name__}.")
     request.check(model)
-    return request.compute(model, on_progress or _silent)
+    result = request.compute(model, on_progress or _silent)
+    steps = _recording.get()
+    if steps is not None:
+        steps.append(Step(None if model is None else model.info.name, None if model is None else model.fingerprint, request, result))
+    return result
 
 
 def request_fields(request_type: type[Request]) -> set[str]:

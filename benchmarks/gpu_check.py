@@ -2,7 +2,7 @@
 
     python benchmarks/gpu_check.py                  # best device (CUDA, then MPS) against the CPU
     python benchmarks/gpu_check.py --device cpu     # the CPU against itself: the script works, numbers equal
-    python benchmarks/gpu_check.py --quick          # five subcommands and a shorter patching check
+    python benchmarks/gpu_check.py --quick          # five subcommands and a 6-token patching check
     python benchmarks/gpu_check.py --device-map auto --dtype bfloat16 --tolerance 0.15   # a dispatched load
 
 Each case is one of ``benchmarks/cli_contract.py``'s default-model cases (the same arguments the CLI
@@ -45,6 +45,7 @@ from interp_core.techniques.patching import exact_patching, naive_patching, prep
 from interp_core.testing.compare import compare_json  # noqa: E402
 
 QUICK = ("predict", "logit_lens", "dla", "patch_resid", "circuits")
+SHORT_PAIR = ("The capital of France is", "The capital of Italy is", " Paris", " Rome")  # --quick: 6 tokens, not 15
 _LOADED: dict[tuple, object] = {}
 
 
@@ -120,11 +121,13 @@ def setups(args: argparse.Namespace) -> dict[str, tuple[str | None, LoadOptions]
 
 
 def check_patching(args: argparse.Namespace) -> list[dict]:
-    """Exact patching grid against the naive loop, IOI pair, ``resid_pre``, on both configurations."""
+    """Exact patching grid against the naive loop, ``resid_pre``, on both configurations: the IOI pair
+    (15 tokens), or with ``--quick`` a 6-token pair."""
     rows = []
+    clean, corrupt, answer, wrong = SHORT_PAIR if args.quick else (IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
     for label, (device, options) in setups(args).items():
-        model = cached_load(args.model, device=device, options=options)
-        pair = prepare_pair(model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+        model = cached_load(args.patching_model or args.model, device=device, options=options)
+        pair = prepare_pair(model, clean, corrupt, answer, wrong)
         start = time.perf_counter()
         naive = naive_patching(model, pair, "resid_pre")
         naive_s = time.perf_counter() - start
@@ -145,7 +148,7 @@ def markdown(rows: list[dict], patching: list[dict], flags: dict[str, list[str]]
     for r in rows:
         lines.append(f"| {r['case']} | {r['cpu_s']:.2f} | {r['best_s']:.2f} | {r['speedup']} | {r['numbers']} | "
                      f"{r['max_abs']:.1e} | {r['max_rel']:.1e} | {'yes' if r['ok'] else 'NO: ' + r['note'][:60]} |")
-    lines += ["", "| exact patching (IOI, resid_pre) | device | dtype | cells | naive s | exact s | naive/exact | max abs diff |",
+    lines += ["", "| exact patching (resid_pre) | device | dtype | cells | naive s | exact s | naive/exact | max abs diff |",
               "|---|---|---|---:|---:|---:|---:|---:|"]
     for p in patching:
         lines.append(f"| {p['config']} | {p['device']} | {p['dtype']} | {p['cells']} | {p['naive_s']:.2f} | {p['exact_s']:.2f} | "
@@ -165,6 +168,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
     parser.add_argument("--only", default="", help="comma-separated case names of benchmarks/cli_contract.py")
     parser.add_argument("--no-patching", action="store_true", help="skip the exact-vs-naive patching timing")
+    parser.add_argument("--patching-model", default=None, help="time exact vs naive patching on this model instead")
     parser.add_argument("--json", type=Path, default=None, help="also write every number to this file")
     args = parser.parse_args()
     support.load_model = cached_load  # model_from_args loads through this name: once per configuration

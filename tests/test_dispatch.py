@@ -235,3 +235,20 @@ def test_default_options_keep_fingerprints(tiny_model_dirs: dict[str, Path]) -> 
     """Loads without options are the same models as before (cached results stay valid)."""
     directory = str(tiny_model_dirs["gpt2"])
     assert load_model(directory, device="cpu").fingerprint == load_model(directory, device="cpu", options=LoadOptions()).fingerprint
+
+
+def test_sidebar_loads_in_bfloat16_and_says_so(tiny_model_dirs: dict[str, Path]) -> None:
+    """The "Advanced" expander's precision reaches the loader, and the sidebar caption shows the dtype."""
+    from page_harness import APP
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["model"] = str(tiny_model_dirs["gpt2"])
+    at.session_state["model"] = str(tiny_model_dirs["gpt2"])
+    at.session_state["load_dtype"] = "bfloat16"
+    at.run()
+    captions = [c.value for c in at.sidebar.caption]
+    assert any("· bfloat16 · loaded in" in c for c in captions), captions
+    at.session_state["load_max_memory"] = "cpu=1GiB"  # malformed: a red box, the app keeps working
+    at.run()
+    assert any("DEVICE:SIZE" in e.value for e in at.error) and not at.exception

@@ -102,13 +102,15 @@ async def open_page(page, base: str, path: str, timeout_ms: int) -> float:
 
 async def chart_data(page, timeout_ms: int) -> dict:
     """The JSON download of each of the page's first charts, by file name; the chart names found as ``"_charts"``."""
+    # only charts on screen: a hidden tab's or a collapsed expander's buttons cannot be clicked
     keys = await page.evaluate(
-        """() => [...document.querySelectorAll("[class*='st-key-']")].flatMap(e => [...e.classList])
-                 .filter(c => c.startsWith('st-key-') && c.endsWith('-json')).map(c => c.slice(7))""")
+        """() => [...document.querySelectorAll("[class*='st-key-']")].filter(e => e.getClientRects().length > 0)
+                 .flatMap(e => [...e.classList]).filter(c => c.startsWith('st-key-') && c.endsWith('-json'))
+                 .map(c => c.slice(7))""")
     keys = list(dict.fromkeys(keys))
     data: dict = {"_charts": sorted(keys)}
     for key in keys[:MAX_CHARTS]:
-        button = page.locator(f".st-key-{key} button")
+        button = page.locator(f".st-key-{key} button").first
         async with page.expect_download(timeout=60_000) as info:
             await button.click()
         download = await info.value
@@ -146,8 +148,10 @@ async def tinker(browser_context, base: str, v: Visit, timeout_ms: int, spread: 
             await asyncio.sleep(rng.uniform(0, 2 * spread / moves))
             which = rng.randrange(2)
             thumb = sliders.nth(which)
-            low, high, now = (int(await thumb.get_attribute(a) or await thumb.get_attribute(b))
-                              for a, b in (("aria-valuemin", "min"), ("aria-valuemax", "max"), ("aria-valuenow", "value")))
+            bounds = []
+            for aria, plain in (("aria-valuemin", "min"), ("aria-valuemax", "max"), ("aria-valuenow", "value")):
+                bounds.append(int(await thumb.get_attribute(aria) or await thumb.get_attribute(plain)))
+            low, high, now = bounds
             step = 1 if now < high else -1
             if not low <= now + step <= high:
                 continue

@@ -198,14 +198,14 @@ def run_logit_lens(
     tokens = model.tokenize(prompt, max_tokens=max_tokens)
     logits, resid = residual_boundaries(model, tokens)
     final_logprobs = logits[0].float().log_softmax(-1)  # (pos, d_vocab)
-    if lens is None:  # several boundaries per readout: the unembedding is read from memory once per chunk, not per boundary
-        step = max(1, READOUT_ROWS // resid.shape[2])
-        rows = [_read_boundary(model, resid[b:b + step, 0], b, None, final_logprobs, top_k, target_id)
-                for b in range(0, resid.shape[0], step)]
-        stacked = {key: np.concatenate([row[key] for row in rows]) for key in rows[0]}
-    else:  # a translator per boundary
-        rows = [_read_boundary(model, resid[b, 0], b, lens, final_logprobs, top_k, target_id) for b in range(resid.shape[0])]
-        stacked = {key: np.stack([row[key] for row in rows]) for key in rows[0]}
+    if lens is not None:  # each boundary through its own translator first: (boundary, batch, pos, d_model)
+        with torch.no_grad():
+            resid = torch.stack([lens.translate(resid[b, 0], b) for b in range(resid.shape[0])]).unsqueeze(1)
+    # several boundaries per readout: the unembedding is read from memory once per chunk, not per boundary
+    step = max(1, READOUT_ROWS // resid.shape[2])
+    rows = [_read_boundary(model, resid[b:b + step, 0], b, None, final_logprobs, top_k, target_id)
+            for b in range(0, resid.shape[0], step)]
+    stacked = {key: np.concatenate([row[key] for row in rows]) for key in rows[0]}
     top_tokens = np.array([[model.token_strings(ids) for ids in layer_ids] for layer_ids in stacked["top_ids"]], dtype=object)
     extra = {}
     if target_id is not None:

@@ -28,6 +28,8 @@ class Session:
         self.log: list[str] = []
         self.queued = threading.Event()
         self.leave: BaseException | None = None  # raised from the next st call, as Streamlit does
+        self.texts: list[str] = []  # what its progress bar said
+        self.progressed = threading.Event()
 
     def info(self, text: str) -> None:
         self.log.append(text)
@@ -38,6 +40,8 @@ class Session:
 
     def progress(self, fraction: float, text: str = "") -> Session:
         self.log.append(f"progress {fraction:.2f}")
+        self.texts.append(text)
+        self.progressed.set()
         return self
 
     def caption(self, text: str) -> None:
@@ -169,3 +173,121 @@ def test_light_jobs_skip_the_queue(sessions):
     finally:
         with jobs._queue_lock:
             jobs._running -= 5
+
+
+# --- shared work: identical requests arriving together compute once ---------------------------------
+
+
+def test_identical_requests_arriving_together_compute_once(sessions):
+    """B asks for A's key while A computes it: B waits (seeing A's progress), then gets A's value; nothing runs twice."""
+    started, release, calls, seen = threading.Event(), threading.Event(), [], []
+    b_waits = threading.Event()
+    key = ("flight", id(calls))
+
+    def compute_a(on_progress):
+        calls.append("A")
+        on_progress(0.25, "a quarter")
+        started.set()
+        assert release.wait(WAIT)
+        return {"value": 41}
+
+    def waiting(fraction, message):
+        seen.append((fraction, message))
+        b_waits.set()
+
+    out: dict[str, object] = {}
+    a = start(sessions, "A", lambda: out.setdefault("A", jobs.shared(key, compute_a)))
+    assert started.wait(WAIT)
+    b = start(sessions, "B", lambda: out.setdefault("B", jobs.shared(key, lambda p: calls.append("B") or {"value": 0}, waiting=waiting)))
+    assert b_waits.wait(WAIT)  # B is waiting on A's flight, not computing
+    assert calls == ["A"] and seen[0] == (0.25, "a quarter")
+    release.set()
+    a.join(WAIT)
+    b.join(WAIT)
+    assert calls == ["A"], "the second session never computed"
+    assert out["A"] is out["B"], "both sessions hold the one result"
+    assert jobs.lookup(key) is out["A"] and not jobs._flights
+
+
+def test_a_bad_input_error_reaches_every_waiting_session(sessions):
+    """A WorkbenchError of the computing session is what the waiting one shows too (no second attempt)."""
+    from interp_core import WorkbenchError
+
+    started, release, b_waits, calls = threading.Event(), threading.Event(), threading.Event(), []
+    key = ("flight-error", id(calls))
+
+    def failing(on_progress):
+        calls.append("A")
+        started.set()
+        assert release.wait(WAIT)
+        raise WorkbenchError("the answer token is not in the vocabulary")
+
+    errors: dict[str, BaseException] = {}
+
+    def session(name, compute, waiting=None):
+        try:
+            jobs.shared(key, compute, waiting=waiting)
+        except WorkbenchError as error:
+            errors[name] = error
+
+    a = start(sessions, "A", lambda: session("A", failing))
+    assert started.wait(WAIT)
+    b = start(sessions, "B", lambda: session("B", lambda p: calls.append("B"), lambda f, m: b_waits.set()))
+    assert b_waits.wait(WAIT)
+    release.set()
+    a.join(WAIT)
+    b.join(WAIT)
+    assert calls == ["A"] and str(errors["B"]) == str(errors["A"]) == "the answer token is not in the vocabulary"
+    assert jobs.lookup(key) is None, "an error is not cached: a later request tries again"
+
+
+def test_a_waiting_session_computes_when_the_computing_one_is_interrupted(sessions):
+    """A's session reruns mid-computation: B, waiting on it, computes the result itself."""
+    started, release, b_waits = threading.Event(), threading.Event(), threading.Event()
+    key = ("flight-interrupted", id(started))
+
+    def interrupted(on_progress):
+        started.set()
+        assert release.wait(WAIT)
+        raise RerunException(RerunData())
+
+    out: dict[str, object] = {}
+
+    def session_a():
+        try:
+            jobs.shared(key, interrupted)
+        except RerunException:
+            out["A rerun"] = True
+
+    a = start(sessions, "A", session_a)
+    assert started.wait(WAIT)
+    b = start(sessions, "B", lambda: out.setdefault("B", jobs.shared(key, lambda p: 7, waiting=lambda f, m: b_waits.set())))
+    assert b_waits.wait(WAIT)
+    release.set()
+    a.join(WAIT)
+    b.join(WAIT)
+    assert out == {"A rerun": True, "B": 7} and jobs.lookup(key) == 7
+
+
+def test_a_heavy_job_started_by_another_session_is_shared_not_queued(sessions):
+    """B asks for the heavy job A is running: B takes no queue slot and shows A's progress, then A's result."""
+    started, release = threading.Event(), threading.Event()
+    key = ("flight-heavy", id(started))
+
+    def heavy(on_progress):
+        on_progress(0.5, "half way")
+        started.set()
+        assert release.wait(WAIT)
+        return 99
+
+    out: dict[str, object] = {}
+    a = start(sessions, "A", lambda: out.setdefault("A", jobs.cached_job("Sweep", key, heavy)))
+    assert started.wait(WAIT)
+    b = start(sessions, "B", lambda: out.setdefault("B", jobs.cached_job("Sweep", key, lambda p: -1)))
+    assert sessions["B"].progressed.wait(WAIT)  # B's first draw: the shared job's progress
+    assert jobs.queue_state() == (1, 0), "B holds no slot and is not queued"
+    assert "another participant" in sessions["B"].texts[0] and "half way" in sessions["B"].texts[0]
+    release.set()
+    a.join(WAIT)
+    b.join(WAIT)
+    assert out == {"A": 99, "B": 99}

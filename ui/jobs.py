@@ -6,6 +6,10 @@ to a container made outside raise ``CacheReplayClosureError``), so long jobs go 
 shows a progress bar while computing, and lets at most ``max_heavy_jobs()`` heavy jobs run at
 once, showing the others their place in the queue, so one user's sweep cannot starve
 everyone else's sliders.
+
+Work is shared across sessions even while it runs (:func:`shared`): a request that another
+session is computing right now is not computed again; the second session waits for the
+first one's result (thirty participants opening the presenter's link compute it once).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import TypeVar
 
 import streamlit as st
 
+from interp_core import WorkbenchError
+
 T = TypeVar("T")
 Progress = Callable[[float, str], None]
 
@@ -28,6 +34,17 @@ _results_lock = threading.Lock()
 _queue_lock = threading.Condition()
 _running = 0
 _waiting: list[object] = []
+_flights: dict[Hashable, _Flight] = {}  # key -> the computation in progress for it (guarded by _results_lock)
+
+
+class _Flight:
+    """One computation in progress, which other sessions asking for the same key wait for."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: object = None
+        self.error: BaseException | None = None  # what the computing session raised, if it failed
+        self.progress: tuple[float, str] = (0.0, "")  # its latest progress, mirrored to those waiting
 
 
 def max_heavy_jobs() -> int:
@@ -50,6 +67,63 @@ def lookup(key: Hashable) -> object | None:
             _results.move_to_end(key)
             return _results[key]
     return None
+
+
+def shared(key: Hashable, compute: Callable[[Progress], T], *, waiting: Progress | None = None) -> T:
+    """The cached result for ``key``, or ``compute(on_progress)``, run by one session at a time per key.
+
+    A session asking for a key that another session is computing right now waits for that result
+    instead of computing it a second time. If the computing session fails with a
+    :class:`WorkbenchError` (bad input), the waiting ones raise the same error; if it is interrupted
+    (a rerun, a closed session, any other exception), one of them computes the result itself.
+
+    Args:
+        waiting: called with the computing session's latest progress ``(fraction, message)`` while
+            this session waits: at once, then about twice a second. Streamlit raises a rerun or a
+            stop of this session from its next ``st.*`` call, so a caller that draws something
+            here can leave while it waits.
+    """
+    while True:
+        with _results_lock:
+            if key in _results:
+                _results.move_to_end(key)
+                return _results[key]  # type: ignore[return-value]
+            flight = _flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = _flights[key] = _Flight()
+        assert flight is not None
+        if leader:
+            return _lead(key, flight, compute)
+        while not flight.done.is_set():
+            if waiting is not None:
+                waiting(*flight.progress)
+            flight.done.wait(timeout=0.5)
+        if flight.error is None:
+            return flight.value  # type: ignore[return-value]
+        if isinstance(flight.error, WorkbenchError):
+            raise flight.error
+        # the computing session was interrupted: ask again (this session may compute it now)
+
+
+def _lead(key: Hashable, flight: _Flight, compute: Callable[[Progress], T]) -> T:
+    """Compute ``key``'s value for everyone waiting on ``flight``; always settle the flight."""
+
+    def on_progress(fraction: float, message: str = "") -> None:
+        flight.progress = (fraction, message)
+
+    try:
+        value = compute(on_progress)
+        remember(key, value)
+        flight.value = value
+        return value
+    except BaseException as error:
+        flight.error = error
+        raise
+    finally:
+        with _results_lock:
+            _flights.pop(key, None)
+        flight.done.set()
 
 
 def _wait_for_slot(ticket: object, status: st.delta_generator.DeltaGenerator) -> None:
@@ -109,20 +183,30 @@ def cached_job(label: str, key: Hashable, compute: Callable[[Progress], T], *, h
     if found is not None:
         return found  # type: ignore[return-value]
     status = st.empty()
-    ticket = object()
-    if heavy:
-        _wait_for_slot(ticket, status)
-    try:
-        bar = status.progress(0.0, text=label)
-        started = time.perf_counter()
+    started = time.perf_counter()
 
-        def on_progress(fraction: float, message: str = "") -> None:
-            bar.progress(min(max(fraction, 0.0), 1.0), text=f"{label}: {message}" if message else label)
+    def show(fraction: float, message: str = "") -> None:
+        status.progress(min(max(fraction, 0.0), 1.0), text=f"{label}: {message}" if message else label)
 
-        value = compute(on_progress)
-        remember(key, value)
-        status.caption(f"{label}: done in {time.perf_counter() - started:.1f} s")
-        return value
-    finally:
+    def waiting(fraction: float, message: str = "") -> None:
+        show(fraction, f"computed for another participant right now, shared with you{'; ' + message if message else ''}")
+
+    def run_here(shared_progress: Progress) -> T:
+        ticket = object()
         if heavy:
-            _release_slot()
+            _wait_for_slot(ticket, status)
+        try:
+            bar = status.progress(0.0, text=label)
+
+            def on_progress(fraction: float, message: str = "") -> None:
+                shared_progress(fraction, message)
+                bar.progress(min(max(fraction, 0.0), 1.0), text=f"{label}: {message}" if message else label)
+
+            return compute(on_progress)
+        finally:
+            if heavy:
+                _release_slot()
+
+    value = shared(key, run_here, waiting=waiting)
+    status.caption(f"{label}: done in {time.perf_counter() - started:.1f} s")
+    return value

@@ -1,6 +1,7 @@
 """One page runner: every technique on every page goes through :func:`run`.
 
-It caches the result server-wide on ``(model weights fingerprint, request)`` (a retrained toy
+It caches the result server-wide (and shares a computation in progress with every session asking
+for the same, :func:`ui.jobs.shared`) on ``(model weights fingerprint, request)`` (a retrained toy
 model has a new fingerprint, so it is never served old numbers), shows a spinner for light
 requests and a progress bar plus the heavy-job queue for heavy ones (``request.heavy``), and
 shows a :class:`WorkbenchError` as one red box. On an error it returns None, so the page can stop
@@ -77,9 +78,8 @@ def run(model: LoadedModel | None, request: Request, compute: Callable[[], Resul
         if request.heavy:
             found = jobs.cached_job(request.label, key, lambda progress: run_technique(model, request, progress), heavy=True)
         elif (found := jobs.lookup(key)) is None:
-            with st.spinner(f"{request.label}…"):
-                found = compute() if compute is not None else run_technique(model, request)
-            jobs.remember(key, found)
+            with st.spinner(f"{request.label}…"):  # shared: a session asking for it meanwhile waits for this result
+                found = jobs.shared(key, lambda _progress: compute() if compute is not None else run_technique(model, request))
         record(model, request, found)  # type: ignore[arg-type]
         return found  # type: ignore[return-value]
     except WorkbenchError as error:

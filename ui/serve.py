@@ -5,15 +5,25 @@ session in its legacy multipage mode until some session has called ``st.navigati
 shared link to a page, opened first on a fresh server, would run that page without
 ``app.py`` (no sidebar, file names as the menu). Clearing the flag before the server starts
 makes every session go through ``app.py``.
+
+It also makes torch's OpenMP threads sleep instead of spinning while they wait for work
+(``OMP_WAIT_POLICY=PASSIVE``, unless set already). A server runs torch between bursts of Python
+(Streamlit, pandas, other sessions) on the same cores; spinning threads then fight those for the
+CPU, and on a busy 2-core machine one forward of the default model on 20 tokens cost 3-4 s of CPU
+spinning against 0.3-0.5 s passive (``benchmarks/profile_pages.py``). It must be set before torch
+loads its OpenMP runtime, hence here, before anything imports torch.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-from streamlit.runtime.pages_manager import PagesManager
-from streamlit.web import cli
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before any import that may load torch
+
+from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
+from streamlit.web import cli  # noqa: E402
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 

@@ -8,7 +8,6 @@ forward without hooks run while another thread's hooks are attached would see th
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,6 +17,7 @@ import torch
 from interp_core.core.arch.base import Adapter, ModelWeights
 from interp_core.core.devices import execution_device
 from interp_core.core.errors import BadPromptError, NotSingleTokenError, UnknownHookError
+from interp_core.core.fair_lock import FairLock
 from interp_core.core.hooks import HookList, StopForward, attached, capture_into, resolve, stop_after
 from interp_core.core.load_options import LoadOptions
 from interp_core.core.names import BLOCK_POINTS, GLOBAL_POINTS, hook_name
@@ -82,7 +82,7 @@ class LoadedModel:
         # Identifies these weights: results cached under it are never served for other weights, e.g.
         # after a toy model is retrained under the same name. Loaded models get it from their files.
         self.fingerprint = fingerprint or f"{info.name}@{id(self):x}"
-        self.lock = threading.RLock()
+        self.lock = FairLock()  # reentrant; first come first served, so a sweep cannot starve a light request
 
     def __repr__(self) -> str:
         i = self.info

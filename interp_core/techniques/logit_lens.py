@@ -39,6 +39,7 @@ from interp_core.techniques.readout import (  # noqa: F401  (boundary_labels, bo
 )
 
 MAX_TOP_K = 50
+READOUT_ROWS = 256  # residual rows (boundaries x positions) read out per matmul: bounds memory, reads W_U once per chunk
 
 
 @dataclass(frozen=True)
@@ -197,8 +198,14 @@ def run_logit_lens(
     tokens = model.tokenize(prompt, max_tokens=max_tokens)
     logits, resid = residual_boundaries(model, tokens)
     final_logprobs = logits[0].float().log_softmax(-1)  # (pos, d_vocab)
-    rows = [_read_boundary(model, resid[b, 0], b, lens, final_logprobs, top_k, target_id) for b in range(resid.shape[0])]
-    stacked = {key: np.stack([row[key] for row in rows]) for key in rows[0]}
+    if lens is not None:  # each boundary through its own translator first: (boundary, batch, pos, d_model)
+        with torch.no_grad():
+            resid = torch.stack([lens.translate(resid[b, 0], b) for b in range(resid.shape[0])]).unsqueeze(1)
+    # several boundaries per readout: the unembedding is read from memory once per chunk, not per boundary
+    step = max(1, READOUT_ROWS // resid.shape[2])
+    rows = [_read_boundary(model, resid[b:b + step, 0], b, None, final_logprobs, top_k, target_id)
+            for b in range(0, resid.shape[0], step)]
+    stacked = {key: np.concatenate([row[key] for row in rows]) for key in rows[0]}
     top_tokens = np.array([[model.token_strings(ids) for ids in layer_ids] for layer_ids in stacked["top_ids"]], dtype=object)
     extra = {}
     if target_id is not None:
@@ -233,7 +240,10 @@ def _read_boundary(
     top_k: int,
     target_id: int | None,
 ) -> dict[str, np.ndarray]:
-    """One boundary's readout: ``resid (pos, d_model)`` -> top-k, KL, entropy, target stats (per pos)."""
+    """One boundary's readout: ``resid (pos, d_model)`` -> top-k, KL, entropy, target stats (per pos).
+
+    Without a translator ``resid`` may also hold several boundaries, ``(boundaries, pos, d_model)``;
+    every statistic then gains that leading axis."""
     if lens is not None:
         resid = lens.translate(resid, boundary)
     with torch.no_grad():
@@ -247,7 +257,7 @@ def _read_boundary(
         "entropy": -(probs * logprobs).sum(-1).cpu().numpy(),
     }
     if target_id is not None:
-        target_lp = logprobs[:, target_id]
+        target_lp = logprobs[..., target_id]
         row["target_logprob"] = target_lp.cpu().numpy()
-        row["target_rank"] = (1 + (logprobs > target_lp[:, None]).sum(-1)).cpu().numpy()
+        row["target_rank"] = (1 + (logprobs > target_lp[..., None]).sum(-1)).cpu().numpy()
     return row

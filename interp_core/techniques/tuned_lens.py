@@ -267,17 +267,21 @@ def sample_residuals(model: LoadedModel, n_seqs: int, seq_len: int, *, seed: int
     store: dict[str, torch.Tensor] = {}
     steps: list[torch.Tensor] = []
     past = None
-    with model.lock, attached(model.adapter, [(n, capture_into(store)) for n in names]), torch.no_grad():
-        for t in range(seq_len):
+    hooks = [(n, capture_into(store)) for n in names]
+    for t in range(seq_len):
+        # The lock and hooks only around each step's forward: another session's request runs between steps
+        # (holding them for the whole sampling blocked every other participant for as long).
+        with model.lock, attached(model.adapter, hooks), torch.no_grad():
             out = model.hf_model(input_ids=ids[:, -1:].to(model.device), past_key_values=past, use_cache=True)
-            past = out.past_key_values
+        past = out.past_key_values
+        with torch.no_grad():
             steps.append(torch.stack([store[n][:, -1].float().cpu() for n in names]))  # (boundary, seq, d_model)
             if t < seq_len - 1:
                 logits = out.logits[:, -1].float().cpu()
                 kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
                 probs = logits.masked_fill(logits < kth, float("-inf")).softmax(-1)
                 ids = torch.cat([ids, torch.multinomial(probs, 1, generator=generator)], dim=1)
-            progress((t + 1) / seq_len, f"sampled {t + 1}/{seq_len} tokens of {n_seqs} sequences")
+        progress((t + 1) / seq_len, f"sampled {t + 1}/{seq_len} tokens of {n_seqs} sequences")
     return ids, torch.stack(steps, dim=2)
 
 

@@ -42,6 +42,7 @@ VIEW_ONLY = {
     "induction_heads": {"induction_head_pattern", "k_composition_into_head", "k_composition_pairs"},
     "activation_patching": {"patch_agreement_resid_pre"},
     "toy_models": {"toy_training_curve"},
+    "information_flow": {"flow_heads"},  # the heads of the inspected edge: FlowResult.head_table(block, query, source)
 }
 
 # Tables a page reads from a part of a result rather than from its tables(): the snippet's variables hold them too.

@@ -31,6 +31,7 @@ from interp_core.techniques.tuned_lens import (
     saved_lens_version,
     shipped_lens_dir,
     train_tuned_lens,
+    with_int8,
     with_low_rank,
 )
 
@@ -260,6 +261,18 @@ class TestShippedLens:
         torch.testing.assert_close(with_low_rank(lens, d).weight, lens.weight, atol=2e-3 * lens.weight.abs().max().item(), rtol=0)
         torch.testing.assert_close(loaded.bias, lens.bias, atol=0, rtol=0)  # the bias stays float32
 
+    def test_int8_file_loads_what_was_measured(self, tiny_gpt2, tmp_path):
+        """A lens saved as int8 rows loads as exactly the lens that with_int8 measures, within half a step of
+        each row of the float32 lens; the bias stays float32."""
+        lens = train_tuned_lens(tiny_gpt2, TrainConfig(n_train_seqs=8, n_heldout_seqs=2, seq_len=12, kl_steps=0), save=False)
+        lens.save(tmp_path / "q", int8=True)
+        loaded = load_tuned_lens(tiny_gpt2, tmp_path / "q")
+        torch.testing.assert_close(loaded.weight, with_int8(lens).weight, atol=0, rtol=0)
+        step = lens.weight.abs().amax(dim=-1, keepdim=True) / 127
+        assert torch.all((loaded.weight - lens.weight).abs() <= step / 2 + 1e-7)
+        assert not torch.equal(loaded.weight, lens.weight)  # it really was quantised
+        torch.testing.assert_close(loaded.bias, lens.bias, atol=0, rtol=0)
+
     def test_shipped_lens_is_used_when_none_was_trained_here(self, tiny_gpt2, home, tmp_path, monkeypatch):
         """With no lens in the user's home the shipped one is loaded; one trained here takes precedence."""
         monkeypatch.setattr("interp_core.techniques.tuned_lens.SHIPPED_DIR", tmp_path / "shipped")
@@ -283,7 +296,7 @@ class TestShippedLens:
         assert SHIPPED_FILE.stat().st_size < 10 * 1024 * 1024
         with safe_open(str(SHIPPED_FILE), framework="pt") as f:
             meta = f.metadata()
-            assert set(f.keys()) >= {"weight_left", "weight_right", "bias", "heldout_kl_logit", "heldout_kl_tuned"}
+            assert set(f.keys()) >= {"weight_int8", "weight_scale", "bias", "heldout_kl_logit", "heldout_kl_tuned"}
         assert meta["model_name"] == "smollm2-135m"
         record = json.loads((SHIPPED_FILE.parent / "record.json").read_text())
         full, shipped, logit = (np.array(record[k][:-1]) for k in ("kl_full", "kl_shipped", "kl_logit"))
@@ -299,7 +312,7 @@ def test_shipped_lens_beats_logit_lens_on_heldout_text(default_model, home):
     distribution than the logit lens at every layer boundary but the last, on text sampled with a seed never
     used in its training (seed 0) and the identity at the last boundary."""
     lens = load_tuned_lens(default_model)
-    assert lens is not None and lens.config["rank"] > 0
+    assert lens is not None and lens.config["storage"] == "int8 per row"
     _, resid = sample_residuals(default_model, 6, 24, seed=12345)
     held = resid[:, :, 1:].reshape(resid.shape[0], -1, resid.shape[-1])
     kl_logit, kl_tuned = heldout_kl(default_model, held, None), heldout_kl(default_model, held, lens)

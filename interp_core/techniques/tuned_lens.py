@@ -127,14 +127,18 @@ class TunedLens:
                 "Train it again for this model."
             )
 
-    def save(self, directory: Path | None = None, *, rank: int | None = None) -> Path:
+    def save(self, directory: Path | None = None, *, rank: int | None = None, int8: bool = False) -> Path:
         """Write the translators as safetensors; returns the file. With ``rank``, ``A`` is stored as
-        its float16 rank-``rank`` factors (:func:`low_rank_factors`) instead of in full."""
+        its float16 rank-``rank`` factors (:func:`low_rank_factors`); with ``int8``, as int8 rows with
+        one scale each (:func:`int8_rows`); else in full float32."""
         from safetensors.torch import save_file
 
         directory = directory or lens_dir(self.model_name)
         directory.mkdir(parents=True, exist_ok=True)
-        if rank is None:
+        if int8:
+            values, scale = int8_rows(self.weight.detach().cpu())
+            weights = {"weight_int8": values, "weight_scale": scale}
+        elif rank is None:
             weights = {"weight": self.weight.detach().cpu().contiguous()}
         else:
             left, right = low_rank_factors(self.weight.detach().cpu(), rank)
@@ -166,6 +170,25 @@ def low_rank_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, tor
     left = (u[:, :, :rank] * root[:, None, :]).to(torch.float16).contiguous()
     right = (root[:, :, None] * vh[:, :rank]).to(torch.float16).contiguous()
     return left, right
+
+
+def int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row of each ``A_b`` as int8 with its own float32 scale (symmetric, absmax / 127).
+
+    ``weight (n_layers, d_model, d_model)`` -> ``values`` int8 of the same shape and ``scale
+    (n_layers, d_model, 1)``, with ``values * scale ~= weight`` to within half a step of its row.
+    A row multiplies one residual coordinate, so a few huge coordinates (the attention sink) only
+    scale their own rows' error, which a low-rank cut spreads over every direction.
+    """
+    scale = (weight.abs().amax(dim=-1, keepdim=True) / 127).clamp_min(1e-12).float()
+    values = torch.round(weight.float() / scale).clamp(-127, 127).to(torch.int8)
+    return values.contiguous(), scale.contiguous()
+
+
+def with_int8(lens: TunedLens) -> TunedLens:
+    """``lens`` with each ``A_b`` replaced by exactly what :meth:`TunedLens.save` with ``int8=True`` stores."""
+    values, scale = int8_rows(lens.weight)
+    return replace(lens, weight=values.float() * scale, config={**lens.config, "storage": "int8 per row"})
 
 
 def with_low_rank(lens: TunedLens, rank: int) -> TunedLens:
@@ -226,7 +249,12 @@ def load_tuned_lens(model: LoadedModel, directory: Path | None = None) -> TunedL
         t = {k: f.get_tensor(k) for k in f.keys()}
     if meta["fingerprint"] != fingerprint(model):
         return None
-    weight = t["weight"] if "weight" in t else t["weight_left"].float() @ t["weight_right"].float()
+    if "weight" in t:
+        weight = t["weight"]
+    elif "weight_int8" in t:
+        weight = t["weight_int8"].float() * t["weight_scale"].float()
+    else:
+        weight = t["weight_left"].float() @ t["weight_right"].float()
     lens = TunedLens(
         model_name=meta["model_name"], fingerprint=meta["fingerprint"], weight=weight, bias=t["bias"].float(),
         heldout_kl_logit=t["heldout_kl_logit"].numpy(), heldout_kl_tuned=t["heldout_kl_tuned"].numpy(),

@@ -32,13 +32,13 @@ from interp_core.techniques.attribution import attribution_patching
 from interp_core.techniques.datasets import PairDataset
 from interp_core.techniques.patch_pair import POINT_OF, PatchPair, check_target, grid_axes, normalise
 from interp_core.techniques.patching import (
-    FLAT_TOKENS,
     _flat_rows_agree,
     _joining_rows,
     _same_at,
     _to_grid,
     exact_patching,
     layer_cells,
+    token_budget_cuts,
     write_cells,
 )
 
@@ -291,13 +291,7 @@ def _run_block(model: LoadedModel, prefix: PrefixKeyValues, rows: _Rows, layer: 
     in calls of at most :data:`~interp_core.techniques.patching.FLAT_TOKENS` tokens."""
     if not len(rows.ids):
         return rows
-    cuts, tokens = [0], 0
-    for i, length in enumerate((rows.resid.shape[1] - rows.starts).tolist()):
-        if tokens + length > FLAT_TOKENS and i > cuts[-1]:
-            cuts.append(i)
-            tokens = 0
-        tokens += length
-    cuts.append(len(rows.ids))
+    cuts = token_budget_cuts((rows.resid.shape[1] - rows.starts).tolist())
     last = layer == model.info.n_layers - 1
     parts = [model.run_block_rows(rows.resid[a:b], rows.starts[a:b], layer, prefix, last_position_only=last,
                                   prefix_rows=rows.pairs[a:b]) for a, b in zip(cuts, cuts[1:])]

@@ -349,6 +349,19 @@ def _joining_rows(model: LoadedModel, context: LayerContext, prefix: PrefixKeyVa
     return _Rows(resid, starts, ids_t)
 
 
+def token_budget_cuts(lengths: list[int], budget: int = FLAT_TOKENS) -> list[int]:
+    """Boundaries ``[0, ..., len(lengths)]`` cutting rows of ``lengths`` tokens into consecutive calls of at most
+    ``budget`` tokens each (a row longer than the budget gets a call of its own)."""
+    cuts, tokens = [0], 0
+    for i, length in enumerate(lengths):
+        if tokens + length > budget and i > cuts[-1]:
+            cuts.append(i)
+            tokens = 0
+        tokens += length
+    cuts.append(len(lengths))
+    return cuts
+
+
 def _run_block(model: LoadedModel, context: LayerContext, prefix: PrefixKeyValues, rows: _Rows, layer: int,
                corrupt_cache: dict, chunk_size: int, flat: bool) -> _Rows:
     """Run block ``layer`` over every row from the row's own start.
@@ -359,13 +372,7 @@ def _run_block(model: LoadedModel, context: LayerContext, prefix: PrefixKeyValue
     if not len(rows.ids):
         return rows
     if flat:
-        cuts, tokens = [0], 0
-        for i, length in enumerate((rows.resid.shape[1] - rows.starts).tolist()):
-            if tokens + length > FLAT_TOKENS and i > cuts[-1]:
-                cuts.append(i)
-                tokens = 0
-            tokens += length
-        cuts.append(len(rows.ids))
+        cuts = token_budget_cuts((rows.resid.shape[1] - rows.starts).tolist())
         last = layer == model.info.n_layers - 1  # only the last position is read after the last block
         parts = [model.run_block_rows(rows.resid[a:b], rows.starts[a:b], layer, prefix, last_position_only=last)
                  for a, b in zip(cuts, cuts[1:])]

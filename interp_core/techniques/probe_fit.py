@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 RIDGE_ALPHA = 1 / 0.03  # ridge penalty on standardised states; calibrated against LogisticRegression(C=0.1), see above
+ROW_CHUNK = 8  # layers fitted together: bounds the float64 Gram matrices (rows x folds x d_model^2) to about 100 MB
 
 
 def fit_linear_probes(
@@ -51,13 +52,18 @@ def fit_linear_probes(
     Returns:
         ``(n_tasks, n_rows, n_items)`` int predictions.
     """
-    x = torch.as_tensor(states).float()  # (R, n, d)
+    if len(states) > ROW_CHUNK:  # float64 Grams of every layer at once would take about 1.5 GB on the default model
+        return np.concatenate([fit_linear_probes(states[i:i + ROW_CHUNK], targets, n_classes, splits, alpha=alpha)
+                               for i in range(0, len(states), ROW_CHUNK)], axis=1)
+    # float64 throughout: the residual stream holds coordinates near 3e4 (the attention sink), whose squares
+    # summed over thousands of items leave float32 Gram matrices too little precision for the small directions.
+    x = torch.as_tensor(np.asarray(states)).double()  # (R, n, d)
     x = x - x.mean(1, keepdim=True)  # a shift the intercept absorbs; keeps the Gram sums well conditioned
     y = torch.as_tensor(np.stack(targets)).long()  # (T, n)
     n_rows, n_items, d = x.shape
     n_tasks, n_folds, k = len(targets), len(splits), n_classes
-    onehot = torch.nn.functional.one_hot(y, k).float()  # (T, n, K)
-    train = torch.zeros(n_folds, n_items)
+    onehot = torch.nn.functional.one_hot(y, k).double()  # (T, n, K)
+    train = torch.zeros(n_folds, n_items, dtype=torch.float64)
     for f, (idx, _) in enumerate(splits):
         train[f, torch.as_tensor(idx)] = 1.0
     count = train.sum(1)  # (F,)
@@ -72,13 +78,13 @@ def fit_linear_probes(
     total = x.transpose(1, 2) @ x  # (R, d, d); each fold's training Gram = total - its test items' Gram
     gram = torch.stack([total - (lambda t: t.transpose(1, 2) @ t)(x[:, train[f] == 0]) for f in range(n_folds)], dim=1)
     centred = gram - count[None, :, None, None] * mu[..., :, None] * mu[..., None, :]  # (R, F, d, d)
-    std_gram = centred * inv_sd[..., :, None] * inv_sd[..., None, :] + alpha * torch.eye(d)
+    std_gram = centred * inv_sd[..., :, None] * inv_sd[..., None, :] + alpha * torch.eye(d, dtype=torch.float64)
 
     # X_std^T (Y - mean Y) per (row, fold, task): (R, F, d, T*K)
     cross = torch.einsum("fn,rnd,tnk->rfdtk", train, x, onehot)
     ybar = torch.einsum("fn,tnk->ftk", train, onehot) / count[:, None, None]  # (F, T, K)
     rhs = (cross - count[None, :, None, None, None] * mu[..., None, None] * ybar[None, :, None]) * inv_sd[..., None, None]
-    w = torch.linalg.solve(std_gram.double(), rhs.reshape(n_rows, n_folds, d, n_tasks * k).double()).float()
+    w = torch.linalg.solve(std_gram, rhs.reshape(n_rows, n_folds, d, n_tasks * k))
     w = w.reshape(n_rows, n_folds, d, n_tasks, k)  # weights on standardised states
 
     # outputs on every item: ((x - mu) / sd) @ W + ybar, absent classes masked out

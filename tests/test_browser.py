@@ -124,6 +124,12 @@ def test_page_renders_first_preset(server, browser, slug):
     try:
         page.goto(f"{server}/{'' if slug == SLUGS[0] else slug}", timeout=60_000)
         wait_idle(page)
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+        try:  # the script is idle, but the chart element's code is loaded lazily: the frontend shows a skeleton until it arrives
+            page.wait_for_selector(CHART_SELECTOR, timeout=60_000)
+        except PlaywrightTimeoutError:
+            pass  # no chart at all: the assertion below says so, with the screenshot taken
         charts = page.query_selector_all(CHART_SELECTOR)
         page.screenshot(path=str(SHOTS / f"{slug}.png"), full_page=True)
         assert page_problems(page) == []

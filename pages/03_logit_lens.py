@@ -111,9 +111,9 @@ else:
                         caption=f"Mean KL on {saved.config.get('test_tokens', saved.config.get('n_heldout_seqs', '?'))} held-out sampled "
                                 f"{'tokens' if 'test_tokens' in saved.config else 'sequences'}, never trained on. The tuned lens saw "
                                 f"{saved.train_tokens:,} tokens and trained in {saved.train_seconds:.0f} s"
-                                + (f"; shipped with the project ({saved.config.get('storage') or 'float16, rank ' + str(saved.config.get('rank'))}; "
+                                + (f"; shipped with the project ({saved.config['storage']}; "
                                    f"how it was trained: interp_core/data/tuned_lens/{model.info.name}/README.md)."
-                                   if "storage" in saved.config or "rank" in saved.config else "."))
+                                   if "storage" in saved.config else "."))
 
 # --- the target token across layers ------------------------------------------------------------
 st.subheader("One token across layers")

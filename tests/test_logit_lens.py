@@ -32,7 +32,6 @@ from interp_core.techniques.tuned_lens import (
     shipped_lens_dir,
     train_tuned_lens,
     with_int8,
-    with_low_rank,
 )
 
 PROMPT = "The capital of France is Paris. The capital of Italy is"
@@ -249,18 +248,6 @@ needs_shipped = pytest.mark.skipif(
 
 
 class TestShippedLens:
-    def test_low_rank_file_loads_what_was_measured(self, tiny_gpt2, tmp_path):
-        """A lens saved with a rank loads as exactly the float16 low-rank lens that with_low_rank measures;
-        at full rank it is the float32 lens to float16 precision."""
-        lens = train_tuned_lens(tiny_gpt2, TrainConfig(n_train_seqs=8, n_heldout_seqs=2, seq_len=12, kl_steps=0), save=False)
-        lens.save(tmp_path / "r8", rank=8)
-        loaded = load_tuned_lens(tiny_gpt2, tmp_path / "r8")
-        torch.testing.assert_close(loaded.weight, with_low_rank(lens, 8).weight, atol=0, rtol=0)
-        assert torch.linalg.matrix_rank(loaded.weight[0]) <= 8
-        d = tiny_gpt2.info.d_model
-        torch.testing.assert_close(with_low_rank(lens, d).weight, lens.weight, atol=2e-3 * lens.weight.abs().max().item(), rtol=0)
-        torch.testing.assert_close(loaded.bias, lens.bias, atol=0, rtol=0)  # the bias stays float32
-
     def test_int8_file_loads_what_was_measured(self, tiny_gpt2, tmp_path):
         """A lens saved as int8 rows loads as exactly the lens that with_int8 measures, within half a step of
         each row of the float32 lens; the bias stays float32."""
@@ -278,10 +265,10 @@ class TestShippedLens:
         monkeypatch.setattr("interp_core.techniques.tuned_lens.SHIPPED_DIR", tmp_path / "shipped")
         cfg = TrainConfig(n_train_seqs=8, n_heldout_seqs=2, seq_len=12, kl_steps=0)
         shipped = train_tuned_lens(tiny_gpt2, cfg, save=False)
-        shipped.save(shipped_lens_dir(tiny_gpt2.info.name), rank=16)
+        shipped.save(shipped_lens_dir(tiny_gpt2.info.name), int8=True)
         assert saved_lens_version(tiny_gpt2) > 0
         found = load_tuned_lens(tiny_gpt2)
-        torch.testing.assert_close(found.weight, with_low_rank(shipped, 16).weight, atol=0, rtol=0)
+        torch.testing.assert_close(found.weight, with_int8(shipped).weight, atol=0, rtol=0)
         assert run(tiny_gpt2, LogitLensRequest(PROMPT, lens="tuned", lens_version=1.0)).lens == "tuned"
         mine = train_tuned_lens(tiny_gpt2, TrainConfig(n_train_seqs=8, n_heldout_seqs=2, seq_len=12, kl_steps=0, seed=1))
         torch.testing.assert_close(load_tuned_lens(tiny_gpt2).weight, mine.weight, atol=0, rtol=0)

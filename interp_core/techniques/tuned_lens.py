@@ -127,10 +127,9 @@ class TunedLens:
                 "Train it again for this model."
             )
 
-    def save(self, directory: Path | None = None, *, rank: int | None = None, int8: bool = False) -> Path:
-        """Write the translators as safetensors; returns the file. With ``rank``, ``A`` is stored as
-        its float16 rank-``rank`` factors (:func:`low_rank_factors`); with ``int8``, as int8 rows with
-        one scale each (:func:`int8_rows`); else in full float32."""
+    def save(self, directory: Path | None = None, *, int8: bool = False) -> Path:
+        """Write the translators as safetensors; returns the file. With ``int8``, ``A`` is stored as int8
+        rows with one scale each (:func:`int8_rows`, the shipped form); else in full float32."""
         from safetensors.torch import save_file
 
         directory = directory or lens_dir(self.model_name)
@@ -138,11 +137,8 @@ class TunedLens:
         if int8:
             values, scale = int8_rows(self.weight.detach().cpu())
             weights = {"weight_int8": values, "weight_scale": scale}
-        elif rank is None:
-            weights = {"weight": self.weight.detach().cpu().contiguous()}
         else:
-            left, right = low_rank_factors(self.weight.detach().cpu(), rank)
-            weights = {"weight_left": left, "weight_right": right}
+            weights = {"weight": self.weight.detach().cpu().contiguous()}
         tensors = {
             **weights,
             "bias": self.bias.detach().cpu().contiguous(),
@@ -156,20 +152,6 @@ class TunedLens:
         save_file(tensors, str(staging), metadata=meta)
         staging.replace(path)  # atomic: a reader never sees half a file
         return path
-
-
-def low_rank_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The best rank-``rank`` approximation of each ``A_b`` (truncated SVD), as float16 factors.
-
-    ``weight (n_layers, d_model, d_model)`` -> ``left (n_layers, d_model, rank)`` and
-    ``right (n_layers, rank, d_model)``, with ``left @ right ~= weight``; the singular values are
-    split evenly (``sqrt`` on each side) so both factors stay in float16's range.
-    """
-    u, s, vh = torch.linalg.svd(weight.double(), full_matrices=False)
-    root = s[:, :rank].sqrt()
-    left = (u[:, :, :rank] * root[:, None, :]).to(torch.float16).contiguous()
-    right = (root[:, :, None] * vh[:, :rank]).to(torch.float16).contiguous()
-    return left, right
 
 
 def int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,12 +171,6 @@ def with_int8(lens: TunedLens) -> TunedLens:
     """``lens`` with each ``A_b`` replaced by exactly what :meth:`TunedLens.save` with ``int8=True`` stores."""
     values, scale = int8_rows(lens.weight)
     return replace(lens, weight=values.float() * scale, config={**lens.config, "storage": "int8 per row"})
-
-
-def with_low_rank(lens: TunedLens, rank: int) -> TunedLens:
-    """``lens`` with each ``A_b`` replaced by exactly what :meth:`TunedLens.save` with ``rank`` stores."""
-    left, right = low_rank_factors(lens.weight, rank)
-    return replace(lens, weight=left.float() @ right.float(), config={**lens.config, "rank": rank})
 
 
 def _safe_name(model_name: str) -> str:
@@ -249,12 +225,7 @@ def load_tuned_lens(model: LoadedModel, directory: Path | None = None) -> TunedL
         t = {k: f.get_tensor(k) for k in f.keys()}
     if meta["fingerprint"] != fingerprint(model):
         return None
-    if "weight" in t:
-        weight = t["weight"]
-    elif "weight_int8" in t:
-        weight = t["weight_int8"].float() * t["weight_scale"].float()
-    else:
-        weight = t["weight_left"].float() @ t["weight_right"].float()
+    weight = t["weight"] if "weight" in t else t["weight_int8"].float() * t["weight_scale"].float()
     lens = TunedLens(
         model_name=meta["model_name"], fingerprint=meta["fingerprint"], weight=weight, bias=t["bias"].float(),
         heldout_kl_logit=t["heldout_kl_logit"].numpy(), heldout_kl_tuned=t["heldout_kl_tuned"].numpy(),

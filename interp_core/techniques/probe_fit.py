@@ -84,7 +84,9 @@ def fit_linear_probes(
     cross = torch.einsum("fn,rnd,tnk->rfdtk", train, x, onehot)
     ybar = torch.einsum("fn,tnk->ftk", train, onehot) / count[:, None, None]  # (F, T, K)
     rhs = (cross - count[None, :, None, None, None] * mu[..., None, None] * ybar[None, :, None]) * inv_sd[..., None, None]
-    w = torch.linalg.solve(std_gram, rhs.reshape(n_rows, n_folds, d, n_tasks * k))
+    # numpy's LAPACK, not torch's: in the full test suite torch's solve failed ("Pivots given to lu_solve must
+    # all be greater or equal to 1") after other tests had run torch work on background threads
+    w = torch.from_numpy(np.linalg.solve(std_gram.numpy(), rhs.reshape(n_rows, n_folds, d, n_tasks * k).numpy()))
     w = w.reshape(n_rows, n_folds, d, n_tasks, k)  # weights on standardised states
 
     # outputs on every item: ((x - mu) / sd) @ W + ybar, absent classes masked out

@@ -23,6 +23,7 @@ reloaded with :func:`load_tuned_lens`.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import re
@@ -44,6 +45,7 @@ from interp_core.techniques.readout import boundary_labels, boundary_names, read
 
 Progress = Callable[[float, str], None]
 FILE_NAME = "translators.safetensors"
+SHIPPED_FILE_NAME = FILE_NAME + ".gz"  # the shipped form: the same bytes gzipped (int8 rows compress to 2/3)
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "tuned_lens"  # lenses trained once and shipped
 
 
@@ -193,9 +195,45 @@ def shipped_lens_dir(model_name: str) -> Path:
 def lens_file(model_name: str) -> Path | None:
     """The lens file used for ``model_name``: one trained on this machine, else the shipped one, else ``None``."""
     for directory in (lens_dir(model_name), shipped_lens_dir(model_name)):
-        if (directory / FILE_NAME).is_file():
-            return directory / FILE_NAME
+        if (path := _file_in(directory)) is not None:
+            return path
     return None
+
+
+def _file_in(directory: Path) -> Path | None:
+    """The lens file in ``directory``: plain safetensors, else its gzipped form, else ``None``."""
+    for name in (FILE_NAME, SHIPPED_FILE_NAME):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def gzip_lens_file(path: Path) -> Path:
+    """Gzip a saved lens file beside itself (``.gz``, no timestamp, so the bytes depend only on the lens) and
+    remove the plain file; returns the new path. This is how the shipped lens is stored."""
+    target = path.with_name(path.name + ".gz")
+    staging = target.with_suffix(".tmp")
+    staging.write_bytes(gzip.compress(path.read_bytes(), compresslevel=9, mtime=0))
+    staging.replace(target)
+    path.unlink()
+    return target
+
+
+def read_lens_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The metadata and tensors of a lens file, plain safetensors or gzipped safetensors.
+
+    A gzipped file is decompressed in memory and parsed by ``safetensors`` (never pickle); its metadata is
+    the ``__metadata__`` entry of the safetensors header (8-byte little-endian length, then JSON)."""
+    from safetensors import safe_open
+    from safetensors.torch import load as load_safetensors
+
+    if path.suffix != ".gz":
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}
+    data = gzip.decompress(path.read_bytes())
+    header_len = int.from_bytes(data[:8], "little")
+    meta = json.loads(data[8:8 + header_len]).get("__metadata__", {})
+    return meta, load_safetensors(data)
 
 
 def fingerprint(model: LoadedModel) -> str:
@@ -215,14 +253,10 @@ def load_tuned_lens(model: LoadedModel, directory: Path | None = None) -> TunedL
             if (lens := load_tuned_lens(model, where)) is not None:
                 return lens
         return None
-    from safetensors import safe_open
-
-    path = directory / FILE_NAME
-    if not path.is_file():
+    path = _file_in(directory)
+    if path is None:
         return None
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-        t = {k: f.get_tensor(k) for k in f.keys()}
+    meta, t = read_lens_file(path)
     if meta["fingerprint"] != fingerprint(model):
         return None
     weight = t["weight"] if "weight" in t else t["weight_int8"].float() * t["weight_scale"].float()

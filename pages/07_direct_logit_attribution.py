@@ -28,7 +28,7 @@ info = model.info
 
 def dataset_mode() -> None:
     """DLA of every pair's clean prompt (answer minus wrong answer, last position): mean, spread, outliers."""
-    page.explain(dataset.INTRO, label="DLA over a dataset")
+    page.explain(dataset.DLA_INTRO, label="DLA over a dataset")
     fields = dataset.dataset_inputs("dla")
     if fields is None:
         return

@@ -22,18 +22,29 @@ from ui.page import caution, show_chart, url_names_options
 MODES = ("One pair", "Dataset")
 SOURCE_NAMES = {"ioi": "IOI (names)", "factual": "Capitals", "csv": "Upload CSV"}
 SHOWN_PAIRS = 8  # the most disagreeing pairs listed with an "open" button
+GENERATORS = """
+**Generators.** *IOI*: "When A and B went to the PLACE, B gave a OBJECT to" → A, corrupted by making the
+second subject A (answer B). *Capitals*: "The capital of X is" → X's capital, corrupted with another country.
+Words come from pools filtered to single tokens of the loaded model, so all prompts share one length.
+*CSV*: columns `clean, corrupt, answer, wrong`, one pair per row, every prompt the same token length.
+"""
+
 INTRO = """
 **Why a dataset.** One pair is an anecdote. Here every pair of the dataset runs (all together, in one batch),
 and the page shows the **mean**: the metric averaged over pairs first, then normalised,
 `(mean patched − mean corrupted) / (mean clean − mean corrupted)`; the **spread**: the standard deviation over
 pairs of each pair's own normalised value; and the pairs that **disagree** most with the mean (root-mean-square
 distance of their own grid from the mean grid). Open one to see it in the single-pair view.
+""" + GENERATORS
 
-**Generators.** *IOI*: "When A and B went to the PLACE, B gave a OBJECT to" → A, corrupted by making the
-second subject A (answer B). *Capitals*: "The capital of X is" → X's capital, corrupted with another country.
-Words come from pools filtered to single tokens of the loaded model, so all prompts share one length.
-*CSV*: columns `clean, corrupt, answer, wrong`, one pair per row, every prompt the same token length.
-"""
+DLA_INTRO = """
+**Why a dataset.** One pair is an anecdote. Here the clean prompt of every pair runs (all together, in one batch),
+and the page shows each component's direct contribution to `logit(answer) − logit(wrong)` **averaged over the
+pairs** (no normalisation: a pair's contributions plus the unembedding bias term sum to its own logit difference,
+so the means add up to the mean logit difference); the **spread**: the standard deviation over pairs of each contribution; and the pairs that
+**disagree** most with the mean (root-mean-square distance of their per-head contributions from the mean's). Open
+one to see it in the single-pair view. The corrupted prompts are not used here.
+""" + GENERATORS
 
 
 def mode(key: str) -> str:

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -181,6 +182,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> int:
+    # a SIGTERM (e.g. from `timeout`) unwinds through the finally blocks, so the server it started is stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--timeout", type=int, default=900, help="seconds a session may take")

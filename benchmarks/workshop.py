@@ -34,6 +34,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -245,6 +246,8 @@ GOALS = {"follow": 2.0, "explore": 15.0, "tinker": 1.0}
 
 
 def main() -> int:
+    # a SIGTERM (e.g. from `timeout`) unwinds through the finally blocks, so the server it started is stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--participants", type=int, default=30, help="browser sessions (default 30)")

@@ -181,6 +181,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
+def report_failures(failures: list[str]) -> int:
+    """Print the failures, one a line; the exit status: 1 if there is any."""
+    print(f"failures: {len(failures)}")
+    for line in failures:
+        print("  " + line)
+    return 1 if failures else 0
+
+
 def main() -> int:
     # a SIGTERM (e.g. from `timeout`) unwinds through the finally blocks, so the server it started is stopped too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -217,10 +225,7 @@ def main() -> int:
         conc = [o.seconds for o in together if o.page == name]
         solo = [o.seconds for o in alone if o.page == name]
         print(f"{name:28s} {len(conc):3d} {percentile(conc, 0.5):8.1f} {percentile(conc, 0.95):8.1f} {statistics.median(solo):11.1f}")
-    print(f"failures: {len(failures)}")
-    for line in failures:
-        print("  " + line)
-    return 1 if failures else 0
+    return report_failures(failures)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import ARGS, CHROMIUM, first_difference, free_port, percentile, same, start_server, stop_server  # noqa: E402
+from load import ARGS, CHROMIUM, first_difference, free_port, percentile, report_failures, same, start_server, stop_server  # noqa: E402
 
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 SLIDER = "[data-testid='stSlider'] [role='slider'], [data-testid='stSlider'] input[type='range']"
@@ -299,10 +299,7 @@ def main() -> int:
             if times:
                 goal = GOALS[phase] if name != "patching sweep" else float("nan")
                 print(f"{phase:8s} {name:22s} {len(times):4d} {percentile(times, 0.5):7.2f} {percentile(times, 0.95):7.2f} {goal:9.1f}")
-    print(f"failures: {len(failures)}")
-    for line in failures:
-        print("  " + line)
-    return 1 if failures else 0
+    return report_failures(failures)
 
 
 if __name__ == "__main__":

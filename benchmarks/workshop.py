@@ -47,6 +47,10 @@ from load import ARGS, CHROMIUM, first_difference, free_port, percentile, report
 
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 SLIDER = "[data-testid='stSlider'] [role='slider'], [data-testid='stSlider'] input[type='range']"
+# (min, max, value) of a slider thumb: Streamlit draws it as an <input type="range">, whose current value is a
+# property (its value attribute keeps the first value), or as an ARIA slider
+SLIDER_STATE = """e => e.tagName === 'INPUT' ? [e.min, e.max, e.value].map(Number)
+                    : ['aria-valuemin', 'aria-valuemax', 'aria-valuenow'].map(a => Number(e.getAttribute(a)))"""
 MAX_CHARTS = 4  # chart data files compared per page visit
 PRESET = "When Mary and John went to the store, John gave a drink to"  # the presenter's link
 FOLLOW_PAGES = [("home", ""), ("logit_lens", "logit_lens"), ("attention", "attention"),
@@ -151,14 +155,11 @@ async def tinker(browser_context, base: str, v: Visit, timeout_ms: int, spread: 
             await asyncio.sleep(rng.uniform(0, 2 * spread / moves))
             which = rng.randrange(2)
             thumb = sliders.nth(which)
-            bounds = []
-            for aria, plain in (("aria-valuemin", "min"), ("aria-valuemax", "max"), ("aria-valuenow", "value")):
-                bounds.append(int(await thumb.get_attribute(aria) or await thumb.get_attribute(plain)))
-            low, high, now = bounds
+            low, high, now = await thumb.evaluate(SLIDER_STATE)
             step = 1 if now < high else -1
             if not low <= now + step <= high:
                 continue
-            other = int(await sliders.nth(1 - which).get_attribute("aria-valuenow") or 0)
+            other = (await sliders.nth(1 - which).evaluate(SLIDER_STATE))[2]
             layer, head = (now + step, other) if which == 0 else (other, now + step)
             await thumb.focus()
             started = time.perf_counter()

@@ -101,6 +101,33 @@ def scenarios(n: int) -> list[tuple[str, str]]:
     return out
 
 
+# The chart-data download buttons (keys ``NAME-json``) a person can see: not in a collapsed expander or a hidden tab.
+SHOWN_CHARTS = """() => {
+  const name = e => [...e.classList].find(c => c.startsWith('st-key-') && c.endsWith('-json'));
+  const all = [...document.querySelectorAll("[class*='st-key-'][class*='-json']")].filter(name);
+  const shown = all.filter(e => !e.closest('details:not([open])') && e.checkVisibility({checkVisibilityCSS: true}));
+  return {all: all.map(e => name(e).slice(7, -5)), shown: shown.map(e => name(e).slice(7, -5))};
+}"""
+
+
+async def chart_downloads(page, timeout_ms: int, most: int) -> dict:
+    """The "Download JSON" data of up to ``most`` of the page's charts, by file name, and ``"_charts"``: every chart name.
+
+    Charts are picked by name (sorted), never by position, among those on screen, so a concurrent and a solo
+    visit of the same page download the same charts even when one of them lays its buttons out later."""
+    names = await page.evaluate(SHOWN_CHARTS)
+    data: dict = {"_charts": sorted(set(names["all"]))}
+    for name in sorted(set(names["shown"]))[:most]:
+        button = page.locator(f".st-key-{name}-json button").first
+        await button.wait_for(state="visible", timeout=60_000)
+        async with page.expect_download(timeout=60_000) as info:
+            await button.click()
+        download = await info.value
+        await page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
+        data[download.suggested_filename] = json.loads(Path(await download.path()).read_text())
+    return data
+
+
 async def run_session(browser, base: str, page_name: str, path: str, timeout_ms: int) -> Outcome:
     context = await browser.new_context(accept_downloads=True)
     page = await context.new_page()
@@ -116,15 +143,7 @@ async def run_session(browser, base: str, page_name: str, path: str, timeout_ms:
         problems = await page.query_selector_all("[data-testid='stException'], [data-testid='stAlertContentError']")
         if problems:
             return Outcome(page_name, path, seconds, None, (await problems[0].inner_text())[:200])
-        data = {}
-        buttons = page.get_by_role("button", name="Download JSON")
-        await buttons.first.wait_for(timeout=timeout_ms)  # every page has at least one chart with its data
-        for i in range(min(await buttons.count(), MAX_DOWNLOADS)):
-            async with page.expect_download(timeout=60_000) as info:
-                await buttons.nth(i).click()
-            download = await info.value
-            await page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
-            data[download.suggested_filename] = json.loads(Path(await download.path()).read_text())
+        data = await chart_downloads(page, timeout_ms, MAX_DOWNLOADS)
         return Outcome(page_name, path, seconds, data, None)
     except Exception as error:  # any failure of a session is counted, not raised
         return Outcome(page_name, path, time.perf_counter() - started, None, f"{type(error).__name__}: {str(error)[:200]}")

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import signal
@@ -43,7 +42,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import ARGS, CHROMIUM, first_difference, free_port, percentile, report_failures, same, start_server, stop_server  # noqa: E402
+from load import (  # noqa: E402
+    ARGS,
+    CHROMIUM,
+    chart_downloads,
+    first_difference,
+    free_port,
+    percentile,
+    report_failures,
+    same,
+    start_server,
+    stop_server,
+)
 
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 SLIDER = "[data-testid='stSlider'] [role='slider'], [data-testid='stSlider'] input[type='range']"
@@ -105,27 +115,6 @@ async def open_page(page, base: str, path: str, timeout_ms: int) -> float:
     return time.perf_counter() - started - 0.5
 
 
-async def chart_data(page, timeout_ms: int) -> dict:
-    """The JSON download of each of the page's first charts, by file name; the chart names found as ``"_charts"``."""
-    # only charts on screen: a hidden tab's or a collapsed expander's buttons cannot be clicked
-    keys = await page.evaluate(
-        """() => [...document.querySelectorAll("[class*='st-key-']")].filter(e => e.getClientRects().length > 0)
-                 .flatMap(e => [...e.classList]).filter(c => c.startsWith('st-key-') && c.endsWith('-json'))
-                 .map(c => c.slice(7))""")
-    keys = list(dict.fromkeys(keys))
-    data: dict = {"_charts": sorted(keys)}
-    # a collapsed expander's buttons still have layout boxes but cannot be clicked: only visible ones count
-    visible = [key for key in keys if await page.locator(f".st-key-{key} button").first.is_visible()]
-    for key in visible[:MAX_CHARTS]:
-        button = page.locator(f".st-key-{key} button").first
-        async with page.expect_download(timeout=60_000) as info:
-            await button.click()
-        download = await info.value
-        data[download.suggested_filename] = json.loads(Path(await download.path()).read_text())
-    await settled(page, timeout_ms)
-    return data
-
-
 async def visit(browser_context, base: str, v: Visit, timeout_ms: int, delay: float, with_data: bool) -> Visit:
     await asyncio.sleep(delay)
     page = await browser_context.new_page()
@@ -135,7 +124,8 @@ async def visit(browser_context, base: str, v: Visit, timeout_ms: int, delay: fl
         if problems:
             v.error = (await problems[0].inner_text())[:200]
         elif with_data:
-            v.data = await chart_data(page, timeout_ms)
+            v.data = await chart_downloads(page, timeout_ms, MAX_CHARTS)
+            await settled(page, timeout_ms)
     except Exception as error:  # a participant's failure is counted, not raised
         v.error = f"{type(error).__name__}: {str(error)[:200]}"
     finally:

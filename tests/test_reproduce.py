@@ -34,21 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [str(p.relative_to(ROOT)) for p in page_files()]
 SLUGS = [page_slug(p) for p in page_files()]
 TOY = "toy:induction"
-# Downloads a page derives in its view code from a result (a chosen head's pattern, two results side by side),
-# not a technique table: the snippet's `tables` does not hold them. Listed so that a new one is noticed.
-VIEW_ONLY = {
-    "logit_lens": {"lens_target_probability", "lens_target_log_probability", "lens_target_rank"},
-    "attention": {"attention_L1H3", "attention_layer1", "attention_layer1_enlarged", "attention_from_token"},
-    "induction_heads": {"induction_head_pattern", "k_composition_into_head", "k_composition_pairs"},
-    "activation_patching": {"patch_agreement_resid_pre"},
-    "toy_models": {"toy_training_curve"},
-    "information_flow": {"flow_heads"},  # the heads of the inspected edge: FlowResult.head_table(block, query, source)
-}
-
-# Tables a page reads from a part of a result rather than from its tables(): the snippet's variables hold them too.
-FROM_PARTS = {"attention": lambda names: names["patterns"].scores.tables()}
-
-
 @pytest.fixture()
 def navigation_app(monkeypatch: pytest.MonkeyPatch):
     """AppTest runs of app.py that always go through its st.navigation.
@@ -89,11 +74,8 @@ def visit(at: AppTest, page: str) -> AppTest:
 
 
 def same_data(download: pd.DataFrame, table: pd.DataFrame) -> None:
-    """``download`` is ``table``, or the rows of it a view widget picked, with the page's column names."""
-    if list(download.columns) != [c for c in download.columns if c in table.columns]:  # the page renamed columns
-        assert download.shape[1] == table.shape[1], (list(download.columns), list(table.columns))
-        table = table.set_axis(download.columns, axis=1)
-    pd.testing.assert_frame_equal(download, table.loc[download.index, list(download.columns)], check_exact=True)
+    """``download`` is exactly ``table``: same columns, index, dtypes and values, bit for bit."""
+    pd.testing.assert_frame_equal(download, table, check_exact=True)
 
 
 class TestSnippets:
@@ -107,14 +89,11 @@ class TestSnippets:
         assert expander.code[0].value.strip() == snippet.strip()
         namespace: dict = {}
         exec(compile(snippet, f"<{page} snippet>", "exec"), namespace)  # noqa: S102 (the generated code under test)
-        slug = page_slug(ROOT / page)
-        tables = {**namespace["tables"], **FROM_PARTS.get(slug, lambda names: {})(namespace)}
+        tables = namespace["tables"]
         items = at.session_state["_report_items"]
-        missing = {item["name"] for item in items if item["name"] not in tables}
-        assert missing == VIEW_ONLY.get(slug, set())
-        checked = [item for item in items if item["name"] in tables]
-        assert checked, f"{page}: no download to compare"
-        for item in checked:
+        assert items, f"{page}: no download to compare"
+        assert {item["name"] for item in items} <= set(tables)  # every download, the ones a view widget picked included
+        for item in items:
             same_data(item["data"], tables[item["name"]])
 
     def test_snippet_uses_only_non_default_fields(self):

@@ -277,6 +277,10 @@ def _options(data: object, where: str) -> LoadOptions:
     options = decode(data, where)
     if not isinstance(options, LoadOptions):
         raise ExperimentError(f"{where} is a {type(options).__name__}, not the model's load options.")
+    try:  # rebuilt through the constructor, so its own checks run (a dtype it does not know)
+        options = LoadOptions(**{field.name: getattr(options, field.name) for field in dataclasses.fields(LoadOptions)})
+    except WorkbenchError as error:
+        raise ExperimentError(f"{where}: {error}") from None
     if options.offload_folder is not None:
         raise ExperimentError(f"{where} names an offload folder ({options.offload_folder[:80]!r}); an experiment may not "
                               "make the server write to a folder it chose. Set one yourself in the sidebar's Advanced expander.")

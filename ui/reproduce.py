@@ -107,7 +107,7 @@ def page_name(page: object) -> str:
 def after_page(page: object) -> None:
     """Record this visit and draw the "Reproduce in Python" expander (app.py, after the page ran)."""
     slug = page_name(page)
-    steps = runner.page_steps()
+    steps = runner.live_steps()  # the list itself: the downloads follow a fragment's reruns (a slider moved since)
     visited = st.session_state.setdefault(VISITED, {})
     if steps:
         items = list(st.session_state.get("_report_items") or [])
@@ -123,6 +123,7 @@ def after_page(page: object) -> None:
 
 
 def _draw_reproduce(slug: str, steps: list[Step | ViewStep]) -> None:
+    """The snippet as of this run; its download (and the notebooks) as of the click, after any fragment rerun."""
     snippet = python_snippet(steps)
     st.markdown("This code computes exactly what the page shows, from the same model and inputs; "
                 "`tables` holds the page's downloads by name.")
@@ -137,7 +138,7 @@ def _draw_reproduce(slug: str, steps: list[Step | ViewStep]) -> None:
     if missing:
         st.caption(f"No CLI subcommand computes exactly {', '.join(dict.fromkeys(missing))}; the Python snippet does.")
     a, b, c = st.columns(3)
-    a.download_button("Download .py", snippet, f"{slug}.py", "text/x-python", key="repro_py", on_click="ignore")
+    a.download_button("Download .py", lambda: python_snippet(list(steps)), f"{slug}.py", "text/x-python", key="repro_py", on_click="ignore")
     b.download_button("Notebook: this page", lambda: _notebook([slug]), f"{slug}.ipynb", "application/x-ipynb+json",
                       key="repro_nb_page", on_click="ignore")
     c.download_button("Notebook: every visited page", lambda: _notebook(list(st.session_state.get(VISITED, {}))),

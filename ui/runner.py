@@ -42,6 +42,12 @@ def page_steps() -> list[Step | ViewStep]:
     return list(st.session_state.get(STEPS, []))
 
 
+def live_steps() -> list[Step | ViewStep]:
+    """The current page's step list itself, which a fragment's rerun keeps updating after the page's full run
+    (what the visit's downloads read, so they follow a slider moved since)."""
+    return st.session_state.setdefault(STEPS, [])
+
+
 def _same_request(a: Request, b: Request) -> bool:
     try:
         return a is b or (type(a) is type(b) and bool(a == b))

@@ -39,9 +39,8 @@ def cached_estimate(spec: str, quick: bool) -> float:
 
 
 def grid(result, rows: list[int]) -> pd.DataFrame:
-    """The result's grid table, only the chosen layer rows."""
-    df = result.tables()[f"{result.lens}_lens_grid"]
-    return df[df["layer"].isin([result.layers[b] for b in rows])].reset_index(drop=True)
+    """The result's grid table, only the chosen layer rows (recorded for the snippet)."""
+    return runner.view(f"{result.lens}_lens_grid", result, "grid_table", first=rows[0], last=rows[-1])
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -133,15 +132,11 @@ if tracked:
     first = tracked[0][1]
     st.markdown(f"Tracking **{first.target!r}**" + ("" if target else " (the model's final top-1 prediction; type another token above)")
                 + f" at position {position}, `{logit.tokens[position]!r}`.")
-    frames = []
-    for name, res in tracked:
-        df = res.tables()[f"{res.lens}_lens_target"]
-        df = df[df["position"] == position].assign(lens=name)
-        frames.append(df[["layer", "lens", "probability", "log-probability", "rank"]])
-    line_df = pd.concat(frames, ignore_index=True)
     specs = [("probability", "Probability of the token."),
              ("log-probability", "Log-probability: shows movement while the probability is still tiny."),
              ("rank", "Rank 1 = the lens's top token (log scale, best at the top).")]
+    line_df = runner.view(tuple(f"lens_target_{field.replace('-', '_')}" for field, _ in specs), first, "target_table",
+                          position=position, beside=tracked[1][1] if len(tracked) > 1 else None)
     for column, (field, caption) in zip(st.columns(3), specs):
         with column:
             page.show_chart(target_chart(line_df, field, logit.layers), line_df, f"lens_target_{field.replace('-', '_')}", caption=caption)

@@ -9,7 +9,7 @@ import streamlit as st
 from interp_core.techniques.attention import PatternsRequest, VerifyRequest
 from ui import attention_views as views
 from ui import runner, state
-from ui.page import caution, header
+from ui.page import caution, forget_charts, header
 
 MAX_TOKENS = 128  # one head's grid is pos x pos cells; beyond this the charts stop being readable
 PATCHING_PAGE = "pages/06_activation_patching.py"
@@ -57,7 +57,7 @@ def index_slider(label: str, size: int, key: str, default: int) -> int:
 def explore() -> None:
     """Sliders, tabs and every chart they drive: a slider move reruns only this, reading the cached patterns."""
     # Every chart of the page is drawn here: forget the previous run's (the sidebar's report holds this list).
-    st.session_state.setdefault("_report_items", []).clear()
+    forget_charts()
     best_layer, best_head, _ = (patterns.scores.ranked("previous_token", 1) or [(0, 0, 0.0)])[0]
     left, right = st.columns(2)
     with left:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from interp_core.core.head_id import HeadId, head_label
 from interp_core.techniques.composition import CompositionRequest
-from interp_core.techniques.induction import InductionRequest, PromptInductionRequest, pair_matrix
+from interp_core.techniques.induction import InductionRequest, PromptInductionRequest
 from interp_core.techniques.induction_ablation import AblationRequest
 from ui import induction_views as views
 from ui import runner, state
@@ -47,15 +47,14 @@ def one_head() -> None:
     pick = HeadId.parse(chosen)
     layer, head = pick.layer, pick.head
     title = f"{chosen}: induction {result.induction[layer, head]:.3f}, previous-token {result.previous_token[layer, head]:.3f}"
-    df = result.pattern_table(layer, head)
+    df = runner.view("induction_head_pattern", result, "pattern_table", layer=layer, head=head)
     show_chart(views.pattern_chart(df, title), df, "induction_head_pattern",
                caption="Red outlines: the induction targets (the token after the previous occurrence).")
 
     if layer == 0:
         st.info(f"{chosen} is in layer 0: no earlier head can feed its keys (K-composition). Pick a head in a later layer.")
     elif (comp := runner.run(model, CompositionRequest(layer, head))) is not None:
-        df = comp.tables()["composition_k"].rename(columns={"score": "k_composition"})
-        df["previous_token"] = result.previous_token[:layer].ravel()
+        df = runner.view("k_composition_into_head", result, "composition_table", composition=comp)
         tooltip = ["label", alt.Tooltip("k_composition:Q", format=".3f"), alt.Tooltip("times_random:Q", format=".1f"),
                    alt.Tooltip("previous_token:Q", format=".3f")]
         show_chart(views.k_composition_chart(df, f"K-composition: every earlier head → {chosen}", tooltip), df,
@@ -107,14 +106,10 @@ st.subheader("5 · Evidence in the weights: K-composition")
 if n_layers < 2:
     st.info("K-composition links heads of different layers; this model has a single layer. Pick a model with two or more.")
     st.stop()
-every = n_layers * n_heads  # rank all heads, then keep those that can take part in a composition
-prev_heads = [h for h in result.top_previous_token(every) if h[0] < n_layers - 1][:N_COMPOSE]
-ind_heads = [(h["layer"], h["head"]) for h in result.top_heads(every) if h["layer"] > 0][:N_COMPOSE]
-fed = [t for t in ind_heads if any(s[0] < t[0] for s in prev_heads)]
-comps = {t: runner.run_or_stop(model, CompositionRequest(*t)) for t in fed}  # the Circuits page's own results
+prev_heads, ind_heads, fed = result.composition_heads(N_COMPOSE)  # those that can take part in a composition
+comps = [runner.run_or_stop(model, CompositionRequest(*t)) for t in fed]  # the Circuits page's own results
 prev_labels, ind_labels = [head_label(*h) for h in prev_heads], [head_label(*h) for h in ind_heads]
-baseline = next(iter(comps.values())).baseline["k"] if comps else np.nan  # one baseline: the same shapes for every pair
-pairs = views.pair_frame(pair_matrix({t: c.k for t, c in comps.items()}, prev_heads, ind_heads), prev_labels, ind_labels, baseline)
+pairs = runner.view("k_composition_pairs", result, "pair_table", compositions=comps, n=N_COMPOSE)
 tooltip = ["previous_token_head", "induction_head", alt.Tooltip("k_composition:Q", format=".3f"),
            alt.Tooltip("times_random:Q", format=".1f")]
 show_chart(views.k_composition_chart(pairs, "Top previous-token heads → top induction heads", tooltip, x_sort=ind_labels,

@@ -108,7 +108,7 @@ def grids() -> None:
     if target == "head_out_by_pos":
         st.caption(f"The charts show the {views.TOP_HEADS} heads with the largest effect; the downloads hold every head.")
     if exact_result is not None:
-        views.show_agreement(exact_result, approx_result)
+        views.show_agreement(exact_result, attribution)
 
 
 @st.fragment

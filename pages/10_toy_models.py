@@ -11,10 +11,11 @@ import secrets
 import streamlit as st
 
 from interp_core import WorkbenchError, list_toy_models
-from interp_core.core.loading import toy_model_dir, user_toy_dir
+from interp_core.core.loading import user_toy_dir
 from interp_core.techniques.toy.analysis import ToyAnalysisRequest
+from interp_core.techniques.toy.record import TrainingRecordRequest
 from interp_core.techniques.toy.tasks import TASKS, get_task
-from interp_core.techniques.toy.train import CURVE_POINTS, ToyTrainRequest, read_task_record, save_name_problem, task_of_toy
+from interp_core.techniques.toy.train import CURVE_POINTS, ToyTrainRequest, save_name_problem, task_of_toy
 from ui import page, runner, state
 from ui import toy_views as views
 from ui.config import allowed_models
@@ -110,14 +111,14 @@ if not models:
 if st.session_state.get("toy_pick") not in models:
     st.session_state.pop("toy_pick", None)
 pick = st.selectbox("Toy model to analyse", models, key="toy_pick", bind="query-params")
-record = read_task_record(toy_model_dir(pick)) or {}
 try:
     toy = state.get_model(pick)
 except WorkbenchError as error:
     st.error(f"Could not load `{pick}`: {error}")
     st.stop()
+record = runner.run_or_stop(toy, TrainingRecordRequest())  # its toy_task.json: how it was trained
 # The data seed it was trained with: its holdout split holds sequences it never saw.
-analysis = runner.run_or_stop(toy, ToyAnalysisRequest(task, int(record.get("hyperparameters", {}).get("seed", 0))))
+analysis = runner.run_or_stop(toy, ToyAnalysisRequest(task, record.seed))
 
 
 def use_in_sidebar(model_spec: str, prompt: str) -> None:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 from page_harness import APP
@@ -25,30 +26,19 @@ from interp_core.cli.experiment import (
 from interp_core.cli.main import main as cli_main
 from interp_core.cli.notebook import notebook_text
 from interp_core.cli.reproduce import command_argv, command_line, python_snippet
-from interp_core.techniques.contract import recording, run
+from interp_core.core.errors import WorkbenchError
+from interp_core.core.load_options import LoadOptions
+from interp_core.techniques.attention import AttentionPatterns, PatternsRequest
+from interp_core.techniques.contract import Step, recording, run
 from interp_core.techniques.predict import PredictRequest
 from interp_core.techniques.steering import SteerRequest
+from interp_core.techniques.view_step import ViewStep
 from ui.navigation import page_files, page_slug
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [str(p.relative_to(ROOT)) for p in page_files()]
 SLUGS = [page_slug(p) for p in page_files()]
 TOY = "toy:induction"
-# Downloads a page derives in its view code from a result (a chosen head's pattern, two results side by side),
-# not a technique table: the snippet's `tables` does not hold them. Listed so that a new one is noticed.
-VIEW_ONLY = {
-    "logit_lens": {"lens_target_probability", "lens_target_log_probability", "lens_target_rank"},
-    "attention": {"attention_L1H3", "attention_layer1", "attention_layer1_enlarged", "attention_from_token"},
-    "induction_heads": {"induction_head_pattern", "k_composition_into_head", "k_composition_pairs"},
-    "activation_patching": {"patch_agreement_resid_pre"},
-    "toy_models": {"toy_training_curve"},
-    "information_flow": {"flow_heads"},  # the heads of the inspected edge: FlowResult.head_table(block, query, source)
-}
-
-# Tables a page reads from a part of a result rather than from its tables(): the snippet's variables hold them too.
-FROM_PARTS = {"attention": lambda names: names["patterns"].scores.tables()}
-
-
 @pytest.fixture()
 def navigation_app(monkeypatch: pytest.MonkeyPatch):
     """AppTest runs of app.py that always go through its st.navigation.
@@ -89,33 +79,107 @@ def visit(at: AppTest, page: str) -> AppTest:
 
 
 def same_data(download: pd.DataFrame, table: pd.DataFrame) -> None:
-    """``download`` is ``table``, or the rows of it a view widget picked, with the page's column names."""
-    if list(download.columns) != [c for c in download.columns if c in table.columns]:  # the page renamed columns
-        assert download.shape[1] == table.shape[1], (list(download.columns), list(table.columns))
-        table = table.set_axis(download.columns, axis=1)
-    pd.testing.assert_frame_equal(download, table.loc[download.index, list(download.columns)], check_exact=True)
+    """``download`` is exactly ``table``: same columns, index, dtypes and values, bit for bit."""
+    pd.testing.assert_frame_equal(download, table, check_exact=True)
+
+
+def reproduces_downloads(at: AppTest, page: str, *, shown: bool = True) -> str:
+    """Execute the page's snippet and compare every download of the page with its ``tables``; return the snippet."""
+    steps = at.session_state["_repro_steps"]
+    snippet = python_snippet(steps)
+    if shown:
+        (expander,) = [e for e in at.expander if e.label == "Reproduce in Python"]
+        assert expander.code[0].value.strip() == snippet.strip()
+    namespace: dict = {}
+    exec(compile(snippet, f"<{page} snippet>", "exec"), namespace)  # noqa: S102 (the generated code under test)
+    tables = namespace["tables"]
+    items = at.session_state["_report_items"]
+    assert items, f"{page}: no download to compare"
+    assert {item["name"] for item in items} <= set(tables)  # every download, the ones a view widget picked included
+    for item in items:
+        same_data(item["data"], tables[item["name"]])
+    views = [s for s in steps if isinstance(s, ViewStep)]
+    view_names = [n for v in views for n in v.names]
+    assert len(view_names) == len(set(view_names)) and set(view_names) <= {item["name"] for item in items}, view_names
+    return snippet
 
 
 class TestSnippets:
     @pytest.mark.parametrize("page", PAGES)
     def test_snippet_reproduces_page_downloads(self, page, navigation_app, tiny_model_dirs):
         """Every page's snippet, executed on the tiny model, gives exactly the data the page offers for download."""
-        at = visit(navigation_app(str(tiny_model_dirs["gpt2"])), page)
-        (expander,) = [e for e in at.expander if e.label == "Reproduce in Python"]
+        reproduces_downloads(visit(navigation_app(str(tiny_model_dirs["gpt2"])), page), page)
+
+    @pytest.mark.parametrize("page, widgets, picked", [
+        ("pages/04_attention.py", {"attn_layer": 0, "attn_head": 1, "attn_query": 3, "attn_keys": [1, 2]},
+         "tables['attention_L0H1'] = patterns.head_table(layer=0, head=1)"),
+        ("pages/03_logit_lens.py", {"lens_layers": ("L0", "L1")}, "logit_lens.grid_table(first=1, last=2)"),
+        ("pages/12_information_flow.py", {"flow_threshold": 0.0}, "route_table(threshold=0.0, position=-1)"),
+        ("pages/11_steering.py", {"steer_lens_k": 2}, "lens_table(k=2)"),
+    ], ids=["attention head", "lens layer range", "flow threshold", "steering lens k"])
+    def test_view_widgets_moved(self, page, widgets, picked, navigation_app, tiny_model_dirs):
+        """With the view widgets away from their defaults, the snippet still gives exactly the downloads, by the view's method."""
+        at = visit(navigation_app(str(tiny_model_dirs["gpt2"]), **widgets), page)
+        assert picked in reproduces_downloads(at, page)
+
+    def test_fragment_rerun_replaces_its_view_steps(self, monkeypatch):
+        """A fragment's rerun (forget_charts, then its views again for another head) leaves one view step per download."""
+        import streamlit as st
+
+        from ui import page, runner
+
+        monkeypatch.setattr(st, "session_state", {})
+        patterns = AttentionPatterns(("a", "b", "a"), np.arange(3), np.tril(np.full((2, 3, 3, 3), 0.5, dtype=np.float32)))
+        runner.record(None, PatternsRequest("a b a"), patterns)
+
+        def fragment(head: int) -> None:
+            page.forget_charts()
+            runner.view(f"attention_L0H{head}", patterns, "head_table", layer=0, head=head)
+            runner.view("head_scores", patterns, "score_table")
+
+        fragment(1)
+        fragment(2)
+        assert [s.names for s in runner.page_steps() if isinstance(s, ViewStep)] == [("attention_L0H2",), ("head_scores",)]
+        runner.view("attention_L0H2", patterns, "head_table", layer=0, head=2)  # the same download again: replaced
+        page.forget_charts({"head_scores"})  # a fragment that redraws only this chart
+        assert [s.names for s in runner.page_steps() if isinstance(s, ViewStep)] == [("attention_L0H2",)]
+        assert len(runner.page_steps()) == 2
+
+    def test_view_steps_follow_the_sliders(self, navigation_app, tiny_model_dirs):
+        """Moving the head slider twice leaves one view step per download, for the head now shown."""
+        at = visit(navigation_app(str(tiny_model_dirs["gpt2"])), "pages/04_attention.py")
+        for head in (2, 0):
+            at.slider(key="attn_head").set_value(head).run()
+        names = [n for s in at.session_state["_repro_steps"] if isinstance(s, ViewStep) for n in s.names]
+        layer = at.slider(key="attn_layer").value
+        assert [n for n in names if n.startswith("attention_L")] == [f"attention_L{layer}H0"]
+        reproduces_downloads(at, "pages/04_attention.py", shown=False)
+
+    def test_snippet_loads_with_the_apps_load_options(self, navigation_app, tiny_model_dirs):
+        """A bfloat16 session: the snippet loads in bfloat16 (not float32) and gives exactly the page's downloads."""
+        directory = str(tiny_model_dirs["gpt2"])
+        at = visit(navigation_app(directory, load_dtype="bfloat16"), PAGES[0])
         steps = at.session_state["_repro_steps"]
-        snippet = python_snippet(steps)
-        assert expander.code[0].value.strip() == snippet.strip()
-        namespace: dict = {}
-        exec(compile(snippet, f"<{page} snippet>", "exec"), namespace)  # noqa: S102 (the generated code under test)
-        slug = page_slug(ROOT / page)
-        tables = {**namespace["tables"], **FROM_PARTS.get(slug, lambda names: {})(namespace)}
-        items = at.session_state["_report_items"]
-        missing = {item["name"] for item in items if item["name"] not in tables}
-        assert missing == VIEW_ONLY.get(slug, set())
-        checked = [item for item in items if item["name"] in tables]
-        assert checked, f"{page}: no download to compare"
-        for item in checked:
-            same_data(item["data"], tables[item["name"]])
+        assert {s.options for s in steps if isinstance(s, Step)} == {LoadOptions(dtype="bfloat16")}
+        snippet = reproduces_downloads(at, PAGES[0])
+        assert f"model = load_model({directory!r}, options=LoadOptions(dtype='bfloat16'))" in snippet
+        step = next(s for s in steps if isinstance(s, Step))
+        argv = command_argv(step.request, step.model, step.options)
+        assert argv[argv.index("--dtype") + 1] == "bfloat16"
+        assert command_argv(step.request, step.model) != argv  # the float32 line differs
+
+    def test_snippet_writes_view_steps_and_options(self):
+        """Load options other than the defaults become LoadOptions(...); a view step becomes tables[name] = var.method(...)."""
+        result = object.__new__(type("Fake", (), {"tables": lambda self: {}, "to_json": lambda self: {}}))
+        step = Step("toy:x", "f", PredictRequest("a b"), result, LoadOptions(dtype="float16", device_map="auto"))
+        patterns = AttentionPatterns(("a", "b"), np.arange(2), np.full((1, 1, 2, 2), 0.5, dtype=np.float32))
+        view = ViewStep(("one", "two"), patterns, "head_table", {"layer": np.int64(0), "head": 0})
+        text = python_snippet([step, Step("toy:x", "f", PatternsRequest("a b"), patterns), view])
+        assert "model = load_model('toy:x', options=LoadOptions(dtype='float16', device_map='auto'))" in text
+        assert "model_2 = load_model('toy:x')" in text
+        assert "tables['one'] = tables['two'] = patterns.head_table(layer=0, head=0)" in text
+        with pytest.raises(WorkbenchError, match="not a public, documented"):
+            ViewStep(("x",), patterns, "to_json", {})
 
     def test_snippet_uses_only_non_default_fields(self):
         """The snippet names only what differs from a request's defaults, and feeds earlier results forward."""
@@ -236,6 +300,26 @@ class TestExperiments:
                                                                       [e.value for e in at.success])
         assert not at.exception
 
+    def test_bfloat16_experiment_reopens_in_bfloat16(self, navigation_app, monkeypatch):
+        """An experiment computed in bfloat16 reopens with the sidebar's precision set to it: its saved results, nothing recomputed."""
+        from ui import jobs, runner
+
+        model = load_model(TOY, device="cpu", options=LoadOptions(dtype="bfloat16"))
+        with recording() as steps:
+            run(model, PredictRequest("BOS 1 2", top_k=4))
+        text = dumps(build_experiment(TOY, model.fingerprint, [PageRecord("home", "Home", {"top_k": 4, "prompt": "BOS 1 2"}, tuple(steps))]))
+        jobs._results.clear()  # noqa: SLF001 (a fresh server: nothing cached)
+        at = navigation_app(TOY)
+        at.run()
+        monkeypatch.setattr(runner, "run_technique", lambda *a, **k: pytest.fail("recomputed instead of reopening"))
+        at.file_uploader(key="repro_upload").set_value(("e.json", text.encode(), "application/json")).run()
+        at.button(key="repro_open_0").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert at.session_state["load_dtype"] == "bfloat16"
+        assert any("nothing recomputed" in s.value for s in at.success), [w.value for w in at.warning]
+        (step,) = [s for s in at.session_state["_repro_steps"] if isinstance(s, Step)]
+        assert step.options == LoadOptions(dtype="bfloat16")
+
 
 BAD_FILES = {
     "bad JSON": (b'{"format": "interp-workbench-experiment", "version": 1, "pages": [', "not valid JSON"),
@@ -300,6 +384,66 @@ class TestMalformedFiles:
     @pytest.mark.parametrize("spec", ["smollm2-135m", "toy:induction", "gpt2", "EleutherAI/pythia-70m"])
     def test_model_names_accepted(self, spec):
         assert check_model_spec(spec) == spec
+
+
+def _with_views(options: LoadOptions | None = None) -> dict:
+    """An experiment of one attention step, loaded with ``options``, and two view steps on its result."""
+    model = load_model(TOY, device="cpu", options=options)
+    with recording() as steps:
+        patterns = run(model, PatternsRequest("BOS 1 2 3 1 2"))
+        run(model, PredictRequest("BOS 1 2", top_k=4))
+    views = [ViewStep(("attention_L0H1",), patterns, "head_table", {"layer": 0, "head": 1}),
+             ViewStep(("attention_from_token",), patterns, "token_table", {"query": 4, "keys": [1, 2]})]
+    record = PageRecord("attention", "Attention", {}, (*steps, *views))
+    return json.loads(dumps(build_experiment(TOY, model.fingerprint, [record])))
+
+
+class TestViewsAndOptionsInFiles:
+    def test_views_and_options_round_trip(self):
+        """View steps and load options are saved and read back: the reopened page's snippet is the saved one."""
+        data = _with_views(LoadOptions(dtype="bfloat16"))
+        assert "views" in data["pages"][0] and data["pages"][0]["steps"][0]["options"]
+        (page,) = parse_experiment(json.dumps(data), SLUGS).pages
+        steps = [s for s in page.steps if isinstance(s, Step)]
+        assert {s.options for s in steps} == {LoadOptions(dtype="bfloat16")}
+        views = [s for s in page.steps if isinstance(s, ViewStep)]
+        assert [(v.names, v.method, v.arguments) for v in views] == [
+            (("attention_L0H1",), "head_table", {"layer": 0, "head": 1}), (("attention_from_token",), "token_table", {"query": 4, "keys": [1, 2]})]
+        assert all(v.result is steps[0].result for v in views)
+        text = python_snippet(page.steps)
+        assert "options=LoadOptions(dtype='bfloat16')" in text and "tables['attention_L0H1'] = patterns.head_table(layer=0, head=1)" in text
+        namespace: dict = {}
+        exec(compile(text, "<reopened snippet>", "exec"), namespace)  # noqa: S102 (the generated code under test)
+        same_data(namespace["tables"]["attention_L0H1"], views[0].table())
+
+    def test_file_without_views_or_options_opens(self):
+        """A file written before view steps and load options existed opens, its steps with the default options."""
+        data = _with_views()
+        data["pages"][0].pop("views")
+        assert all("options" not in s for s in data["pages"][0]["steps"])
+        (page,) = parse_experiment(json.dumps(data), SLUGS).pages
+        assert all(isinstance(s, Step) and s.options == LoadOptions() for s in page.steps)
+
+    @pytest.mark.parametrize("change, message", [
+        (lambda d: d["pages"][0]["views"][0].update(method="__class__"), "not a public, documented"),
+        (lambda d: d["pages"][0]["views"][0].update(method="to_json"), "not a public, documented"),
+        (lambda d: d["pages"][0]["views"][0].update(step=7), "refers to step 7"),
+        (lambda d: d["pages"][0]["views"][0].update(names="x"), "list of download names"),
+        (lambda d: d["pages"][0]["views"][0]["arguments"].append(["evil", {"__step__": -1}]), "refers to step -1"),
+        (lambda d: d["pages"][0]["views"][0].pop("arguments"), "must have exactly"),
+        (lambda d: d["pages"][0]["steps"][0].update(options={"__dataclass__": "interp_core.core.load_options:LoadOptions", "fields": {
+            "dtype": "float32", "device_map": None, "max_memory": None, "offload_folder": "/tmp/x"}}), "offload folder"),
+        (lambda d: d["pages"][0]["steps"][0].update(options={"__dataclass__": "interp_core.core.load_options:LoadOptions", "fields": {
+            "dtype": "float64", "device_map": None, "max_memory": None, "offload_folder": None}}), "float64"),
+        (lambda d: d["pages"][0]["steps"][0].update(options=3), "not the model's load options"),
+    ], ids=["dunder method", "not a view method", "step out of range", "names not a list", "bad argument reference",
+            "missing key", "offload folder", "unknown dtype", "options not options"])
+    def test_tampered_views_and_options_refused(self, change, message):
+        """A view naming a private or foreign method, a missing step, or options naming a folder: refused, nothing loaded."""
+        data = _with_views()
+        change(data)
+        with pytest.raises(ExperimentError, match=message):
+            parse_experiment(json.dumps(data), SLUGS)
 
 
 class TestCliSave:

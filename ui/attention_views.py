@@ -24,7 +24,7 @@ from interp_core.techniques.attention import (
     token_attention,
 )
 from ui import runner, state
-from ui.charts import grid_frame, heatmap
+from ui.charts import heatmap
 from ui.page import explain, show_chart
 
 
@@ -86,11 +86,12 @@ def pattern_spec(labels: tuple[str, ...]) -> dict:
 
 def show_one_head(model: LoadedModel, patterns: AttentionPatterns, layer: int, head: int) -> None:
     labels = token_labels(patterns)
-    df = pattern_frame(patterns.head(layer, head), labels)
+    download = f"attention_{head_label(layer, head)}"
+    df = runner.view(download, patterns, "head_table", layer=layer, head=head)
     # The title sits outside the chart: with the same spec on every move, the browser only swaps the
     # chart's data instead of building a new chart (about 60 ms of a slider move in headless Chromium).
     st.markdown(f"**Layer {layer}, head {head}**")
-    show_chart(pattern_spec(tuple(labels)), df.drop(columns="masked"), f"attention_{head_label(layer, head)}", chart_data=df,
+    show_chart(pattern_spec(tuple(labels)), df, download, chart_data=df.assign(masked=df["key_pos"] > df["query_pos"]),
                caption="Rows: the token doing the attending. Columns: the token "
                "attended to. Each row sums to 1; grey cells are masked (a token cannot see later tokens).")
     row = {name: patterns.scores.scores[name][layer, head] for name in SCORE_NAMES}
@@ -128,11 +129,8 @@ def show_verification(model: LoadedModel, request: VerifyRequest, layer: int, he
 
 def show_one_layer(patterns: AttentionPatterns, layer: int, head: int) -> None:
     labels, n_heads = token_labels(patterns), patterns.n_heads
-    q, k = np.tril_indices(len(labels))  # the causal half only: the rest is zero
-    rows = [pd.DataFrame({"head": h, "query_pos": q, "key_pos": k, "query": [labels[i] for i in q],
-                          "key": [labels[j] for j in k], "weight": patterns.patterns[layer, h][q, k].astype(float)})
-            for h in range(n_heads)]
-    df = pd.concat(rows, ignore_index=True)
+    data = runner.view(f"attention_layer{layer}", patterns, "layer_table", layer=layer)  # the causal half only: the rest is zero
+    df = data.copy()
     df["panel"] = [f"H{h}" + (" (selected)" if h == head else "") for h in df["head"]]
     panels = [f"H{h}" + (" (selected)" if h == head else "") for h in range(n_heads)]
     side = 140  # six panels a row fit the wide layout
@@ -143,11 +141,12 @@ def show_one_layer(patterns: AttentionPatterns, layer: int, head: int) -> None:
     ).properties(width=side, height=side).facet(
         facet=alt.Facet("panel:N", sort=panels, title=None), columns=min(n_heads, 6)
     )
-    show_chart(chart, df.drop(columns="panel"), f"attention_layer{layer}",
+    show_chart(chart, data, f"attention_layer{layer}",
                caption=f"Every head of layer {layer} on the same axes (rows: query positions top to bottom, "
                        "columns: key positions left to right). Pick a head with the Head slider above to enlarge it.")
-    chart, df = pattern_chart(patterns.head(layer, head), labels, f"Enlarged: layer {layer}, head {head}")
-    show_chart(chart, df, f"attention_layer{layer}_enlarged")
+    chart, _ = pattern_chart(patterns.head(layer, head), labels, f"Enlarged: layer {layer}, head {head}")
+    show_chart(chart, runner.view(f"attention_layer{layer}_enlarged", patterns, "head_table", layer=layer, head=head),
+               f"attention_layer{layer}_enlarged")
 
 
 def default_token_pick(patterns: AttentionPatterns, pick: tuple[str, str] | None) -> tuple[int, list[int]]:
@@ -187,11 +186,11 @@ def show_from_token(patterns: AttentionPatterns) -> None:
     keys = b.multiselect("Key tokens (attended to)", positions, format_func=lambda i: labels[i], key="attn_keys", bind="query-params")
     try:  # no model run: a sum over the cached patterns, refused for a key after the query
         values = token_attention(patterns, query, keys)
+        df = runner.view("attention_from_token", patterns, "token_table", query=query, keys=keys)
     except WorkbenchError as error:
         state.show_error(error)
         return
     key_text = " + ".join(repr(tokens[k]) for k in keys)
-    df = grid_frame(values, list(range(patterns.n_layers)), list(range(patterns.n_heads)), "layer", "head", "attention")
     chart = heatmap(df, "head", "layer", "attention", scheme="blues", domain=(0, 1), height=max(200, 16 * patterns.n_layers),
                     title=f"attention from {tokens[query]!r} to {key_text}")
     show_chart(chart, df, "attention_from_token", caption="Each cell: how much of this head's attention, at the query "
@@ -241,7 +240,7 @@ def _jump_from_picker(options: dict[str, tuple[int, int]], one_head_tab: str) ->
 
 def show_head_jobs(patterns: AttentionPatterns, one_head_tab: str) -> None:
     scores = patterns.scores
-    df = scores.tables()["head_scores"]
+    df = runner.view("head_scores", patterns, "score_table")
     chart, defined = head_jobs_chart(df, patterns.n_layers, patterns.n_heads)
     show_chart(chart, df, "head_scores", caption="Every head's score on this prompt, all from the same forward pass. "
                "Entropy: low = focused on one token, high = spread out.")

@@ -159,10 +159,11 @@ def show_composition(comp: CompositionScores, name: str, n_heads: int) -> None:
     tables, layer = comp.tables(), comp.layer
     top = max(float(max(getattr(comp, k).max() for k in KINDS)), 1e-9)
     for column, kind in zip(st.columns(3), KINDS):
-        df = tables[f"composition_{kind}"].rename(columns={"label": "from", "times_random": "× baseline"})
+        df = tables[f"composition_{kind}"]
         with column:
             chart = heatmap(df, "head", "layer", "score", scheme="viridis", domain=(0, top), title=f"{kind.upper()}-composition",
-                            tooltip=["from", alt.Tooltip("score:Q", format=".3f"), alt.Tooltip("× baseline:Q", format=".2f")],
+                            tooltip=[alt.Tooltip("label:N", title="from"), alt.Tooltip("score:Q", format=".3f"),
+                                     alt.Tooltip("times_random:Q", format=".2f", title="× baseline")],
                             ).properties(height=alt.Step(min(40, max(12, 160 // layer)))).configure_legend(orient="bottom")
             show_chart(chart, df, f"composition_{kind}")
     st.caption(f"Each cell: an earlier head's composition score into {name}; random baseline {comp.baseline['q']:.3f} "

@@ -123,14 +123,15 @@ def explorer(model: LoadedModel, full: FlowResult, prompt: str) -> None:
     kind = st.radio("Inspect", ["an attention edge", "a node"], key="flow_inspect", horizontal=True)
     site, selected = _pick_site(result, attn_edges, kind)
     drawn = "" if len(result.edges) <= MAX_DRAWN else f" (the strongest {MAX_DRAWN} drawn; raise the threshold to see all)"
-    page.show_chart(graph_chart(result, selected), result.edge_table(), "flow_route",
+    route = runner.view("flow_route", full, "route_table", threshold=threshold, position=position)
+    page.show_chart(graph_chart(result, selected), route, "flow_route",
                     caption=f"{len(result.edges)} edges above {threshold:.3f}{drawn} reach the prediction at "
                             f"{_label(result.tokens, result.position)}. Blue: attention (summed over heads), grey: "
                             "residual, orange squares: MLPs (size = contribution). Red dashes: the inspected edge.")
     if site is None:
         st.info("No attention edge on the route at this threshold: lower it.")
         return
-    _inspect(model, result, prompt, *site)
+    _inspect(model, full, result, prompt, *site)
 
 
 def _pick_site(result: FlowResult, attn_edges: list, kind: str) -> tuple[tuple | None, tuple | None]:
@@ -152,9 +153,11 @@ def _pick_site(result: FlowResult, attn_edges: list, kind: str) -> tuple[tuple |
     return (block, query, source), (block, source, query)
 
 
-def _inspect(model: LoadedModel, result: FlowResult, prompt: str, block: int, query: int, source: int | None) -> None:
-    """The heads carrying the edge or node, the lens on one head's part, and the ablation test."""
-    heads = result.head_table(block, query, source)
+def _inspect(model: LoadedModel, full: FlowResult, result: FlowResult, prompt: str, block: int, query: int,
+             source: int | None) -> None:
+    """The heads carrying the edge or node, the lens on one head's part, and the ablation test (``full``: the
+    recorded result, ``result``: its route for the page's threshold and position)."""
+    heads = runner.view("flow_heads", full, "head_table", layer=block, query=query, key=source)
     left, right = st.columns(2)
     with left:
         st.markdown("**Heads carrying it** (contribution to resid_mid)")

@@ -18,7 +18,7 @@ from interp_core.techniques.induction_ablation import AblationEvidence
 from interp_core.techniques.toy.analysis import example_prompt
 from interp_core.techniques.toy.tasks import TASKS
 from interp_core.techniques.toy.train import task_of_toy
-from ui.charts import grid_frame, heatmap
+from ui.charts import heatmap
 from ui.page import explain, show_chart
 
 OWN_PROMPT = "The cat sat on the mat. The dog ran in the park. The cat sat on the mat. The dog ran in the park."
@@ -177,11 +177,3 @@ def k_composition_chart(df: pd.DataFrame, title: str, tooltip: list, **sort: lis
                        tooltip=tooltip, **sort)
     return heatmap(df, "head", "layer", "k_composition", scheme="magma", title=title, tooltip=tooltip,
                    height=max(160, 14 * (int(df["layer"].max()) + 1)))
-
-
-def pair_frame(pairs: np.ndarray, previous: list[str], induction: list[str], baseline: float) -> pd.DataFrame:
-    """The previous-token x induction K-composition matrix as one row per pair, and its score over ``baseline``."""
-    df = grid_frame(pairs, previous, induction, "previous_token_head", "induction_head", "k_composition")
-    df["times_random"] = df["k_composition"] / baseline
-    return df
-

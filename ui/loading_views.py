@@ -41,3 +41,14 @@ def chosen_options() -> LoadOptions:
     device_map = st.session_state.get("load_device_map") or ONE_DEVICE
     return make_options(st.session_state.get("load_dtype"), None if device_map == ONE_DEVICE else device_map,
                         st.session_state.get("load_max_memory"), st.session_state.get("load_offload_folder"))
+
+
+def set_options(options: LoadOptions) -> None:
+    """Set the expander's widgets to ``options`` (before they are drawn: an opened experiment's load options).
+
+    The offload folder is left as it is: only the user chooses where the server may write.
+    """
+    st.session_state["load_dtype"] = options.dtype
+    device_map = options.device_map
+    st.session_state["load_device_map"] = device_map if isinstance(device_map, str) else ONE_DEVICE
+    st.session_state["load_max_memory"] = ",".join(f"{d}:{size}" for d, size in options.max_memory or ())

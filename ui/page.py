@@ -17,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from interp_core import LoadedModel
+from ui import runner
 from ui.charts import download_buttons
 
 
@@ -41,11 +42,13 @@ def explain(markdown: str, *, label: str = "How to read this") -> None:
         st.markdown(markdown)
 
 
-def forget_charts(names: set[str]) -> None:
-    """Drop the charts named ``names`` from the page report: a fragment calls this first, since a rerun of the
-    fragment alone draws its charts again (and :func:`header`, which starts the list afresh, does not run)."""
+def forget_charts(names: set[str] | None = None) -> None:
+    """Drop the charts named ``names`` (None: every chart) from the page report, and their view steps: a fragment
+    calls this first, since a rerun of the fragment alone draws its charts again (and :func:`header`, which
+    starts the list afresh, does not run)."""
     items = st.session_state.setdefault("_report_items", [])
-    items[:] = [item for item in items if item["name"] not in names]
+    items[:] = [item for item in items if names is not None and item["name"] not in names]
+    runner.forget_views(names)
 
 
 def caution(markdown: str) -> None:

@@ -13,6 +13,8 @@ import streamlit as st
 from interp_core.techniques.attribution import agreement
 from interp_core.techniques.patch_pair import PatchingResult
 from interp_core.techniques.patching import AblationEffect, SweepCost
+from interp_core.techniques.patching_requests import AttributionGrids
+from ui import runner
 from ui.charts import heatmap
 from ui.page import caution, show_chart
 
@@ -112,13 +114,12 @@ def slow_sweep_note(cost: SweepCost, n_pos: int) -> str:
             + ", " + SLOW_NOTE.format(cost=cost.describe()))
 
 
-def show_agreement(exact: PatchingResult, approx: PatchingResult) -> None:
-    """The correlation of the two grids and a scatter of every cell, exact against estimated."""
+def show_agreement(exact: PatchingResult, attribution: AttributionGrids) -> None:
+    """The correlation of the exact grid with its estimate in ``attribution``, and a scatter of every cell."""
     st.subheader("Does the approximation agree?")
-    corr = agreement(exact, approx)
+    corr = agreement(exact, attribution.of(exact.target))
     st.metric("Correlation, attribution vs exact", "n/a" if np.isnan(corr) else f"{corr:.3f}")
-    both = next(iter(exact.tables().values())).rename(columns={"recovery": "exact", "patched_metric": "exact_metric"})
-    both["attribution"] = next(iter(approx.tables().values()))["recovery"].to_numpy()
+    both = runner.view(f"patch_agreement_{exact.target}", attribution, "agreement_table", exact=exact)
     points = alt.Chart(both).mark_circle(size=40, opacity=0.7).encode(
         x=alt.X("attribution:Q", title="attribution estimate"), y=alt.Y("exact:Q", title="exact recovery"),
         tooltip=[both.columns[0], both.columns[1], alt.Tooltip("exact:Q", format=".3f"), alt.Tooltip("attribution:Q", format=".3f")],

@@ -9,6 +9,7 @@ import streamlit as st
 
 from interp_core.techniques.probe_data import ProbeDataset
 from interp_core.techniques.probing import ProbeFeatures, ProbeResult, selectivity_note
+from ui import runner
 from ui.charts import heatmap
 from ui.page import caution, explain, show_chart
 
@@ -63,9 +64,9 @@ def show_layer(result: ProbeResult) -> None:
     row = layers.index(layer)
     st.markdown(f"Layer {layer} (`{result.layer_names[row]}`): accuracy **{result.accuracy[row]:.3f} ± {result.accuracy_std[row]:.3f}**, "
                 f"control {result.control_accuracy[row]:.3f}, selectivity **{result.selectivity[row]:.3f}**.")
-    tables, classes = result.tables(), list(result.classes)
-    conf = tables["probe_confusion"].query("layer == @layer").drop(columns="layer")
-    per_class = tables["probe_per_class"].query("layer == @layer").drop(columns="layer")
+    classes = list(result.classes)
+    conf = runner.view("probe_confusion", result, "confusion_table", layer=layer)
+    per_class = runner.view("probe_per_class", result, "per_class_table", layer=layer)
     left, right = st.columns([3, 2])
     with left:
         chart = heatmap(conf, "predicted", "true", "share", x_sort=classes, y_sort=classes, domain=(0.0, 1.0), scheme="blues",

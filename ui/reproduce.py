@@ -26,9 +26,12 @@ from interp_core.cli.experiment import (
 )
 from interp_core.cli.notebook import ChartCell, NotebookPage, notebook_text
 from interp_core.cli.reproduce import command_line, python_snippet
+from interp_core.core.load_options import LoadOptions
 from interp_core.techniques.contract import Step
+from interp_core.techniques.view_step import ViewStep
 from ui import jobs, runner, state
 from ui.config import allowed_models
+from ui.loading_views import set_options
 from ui.navigation import page_files, page_question, page_slug
 
 VISITED = "_repro_visited"  # session state: page slug -> {"title", "inputs", "steps", "charts"}
@@ -58,7 +61,7 @@ def _plain(value: object) -> bool:
 
 def _restorable(key: object) -> bool:
     return (isinstance(key, str) and not key.startswith(("_", "repro_")) and "_preset_" not in key
-            and not key.endswith(("-csv", "-json")) and key != "report_download")
+            and not key.endswith(("-csv", "-json")) and key not in ("report_download", "load_offload_folder"))
 
 
 def widget_inputs() -> dict[str, object]:
@@ -85,11 +88,12 @@ def _chart_cells(items: list[dict], tables: dict[str, pd.DataFrame]) -> tuple[Ch
     return tuple(cells)
 
 
-def _tables(steps: list[Step]) -> dict[str, pd.DataFrame]:
+def _tables(steps: list[Step | ViewStep]) -> dict[str, pd.DataFrame]:
+    """The page's downloads as the snippet computes them: every step's tables, then the view steps' tables."""
     found: dict[str, pd.DataFrame] = {}
-    for step in steps:
+    for step in sorted(steps, key=lambda s: isinstance(s, ViewStep)):
         try:
-            found.update(step.result.tables())
+            found.update(step.result.tables() if isinstance(step, Step) else dict.fromkeys(step.names, step.table()))
         except Exception:  # a result without tables (a training run) adds none
             continue
     return found
@@ -103,7 +107,7 @@ def page_name(page: object) -> str:
 def after_page(page: object) -> None:
     """Record this visit and draw the "Reproduce in Python" expander (app.py, after the page ran)."""
     slug = page_name(page)
-    steps = runner.page_steps()
+    steps = runner.live_steps()  # the list itself: the downloads follow a fragment's reruns (a slider moved since)
     visited = st.session_state.setdefault(VISITED, {})
     if steps:
         items = list(st.session_state.get("_report_items") or [])
@@ -118,14 +122,15 @@ def after_page(page: object) -> None:
         _draw_reproduce(slug, steps)
 
 
-def _draw_reproduce(slug: str, steps: list[Step]) -> None:
+def _draw_reproduce(slug: str, steps: list[Step | ViewStep]) -> None:
+    """The snippet as of this run; its download (and the notebooks) as of the click, after any fragment rerun."""
     snippet = python_snippet(steps)
     st.markdown("This code computes exactly what the page shows, from the same model and inputs; "
                 "`tables` holds the page's downloads by name.")
     st.code(snippet, language="python")
     lines, missing = [], []
-    for step in steps:
-        line = command_line(step.request, step.model)
+    for step in (s for s in steps if isinstance(s, Step)):
+        line = command_line(step.request, step.model, step.options)
         (lines.append(line) if line else missing.append(type(step.request).__name__))
     if lines:
         st.markdown("**Command line** (prints the same result as JSON; add `--save FILE` to keep it as an experiment):")
@@ -133,7 +138,7 @@ def _draw_reproduce(slug: str, steps: list[Step]) -> None:
     if missing:
         st.caption(f"No CLI subcommand computes exactly {', '.join(dict.fromkeys(missing))}; the Python snippet does.")
     a, b, c = st.columns(3)
-    a.download_button("Download .py", snippet, f"{slug}.py", "text/x-python", key="repro_py", on_click="ignore")
+    a.download_button("Download .py", lambda: python_snippet(list(steps)), f"{slug}.py", "text/x-python", key="repro_py", on_click="ignore")
     b.download_button("Notebook: this page", lambda: _notebook([slug]), f"{slug}.ipynb", "application/x-ipynb+json",
                       key="repro_nb_page", on_click="ignore")
     c.download_button("Notebook: every visited page", lambda: _notebook(list(st.session_state.get(VISITED, {}))),
@@ -192,9 +197,14 @@ def _open(experiment: Experiment, record: PageRecord) -> None:
         if _restorable(key) and key != "model":
             st.session_state[key] = value
     restored, differs = 0, []
-    for step in record.steps:
+    steps = [s for s in record.steps if isinstance(s, Step)]
+    loaded = next((s.options for s in steps if s.model is not None), LoadOptions())
+    if loaded != LoadOptions() and not allowed_models():  # the page loads the model as the experiment did
+        set_options(loaded)
+    for step in steps:
         try:
-            model = None if step.model is None else state.get_model(check_model_spec(step.model))
+            spec = None if step.model is None else check_model_spec(step.model)
+            model = None if spec is None else (state.get_model(spec) if step.options == LoadOptions() else state.get_model(spec, step.options))
         except WorkbenchError as error:
             differs.append(f"{step.model} could not be loaded ({error})")
             continue

@@ -9,6 +9,8 @@ only the part that needed the result (:func:`run_or_stop` stops the whole page).
 
 Every result it hands to a page is also recorded as a :class:`Step` (:func:`page_steps`), so the
 page's "Reproduce in Python" snippet and its saved experiment are made from the requests it ran.
+A table the page's view code picks from a result (one head's pattern, one position's lines) comes
+from :func:`view`, which records it as a :class:`ViewStep`, so the snippet gives that download too.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+import pandas as pd
 import streamlit as st
 
 from interp_core import LoadedModel, WorkbenchError
+from interp_core.core.load_options import LoadOptions
 from interp_core.techniques.contract import Request, Result, Step
 from interp_core.techniques.contract import run as run_technique
+from interp_core.techniques.view_step import ViewStep, derive
 from ui import jobs
 
 R = TypeVar("R", bound=Result)
@@ -32,9 +37,15 @@ def start_page() -> None:
     st.session_state[STEPS] = []
 
 
-def page_steps() -> list[Step]:
-    """The (model, request, result) steps the current page has shown, in order."""
+def page_steps() -> list[Step | ViewStep]:
+    """The (model, request, result) steps the current page has shown, and its view steps, in order."""
     return list(st.session_state.get(STEPS, []))
+
+
+def live_steps() -> list[Step | ViewStep]:
+    """The current page's step list itself, which a fragment's rerun keeps updating after the page's full run
+    (what the visit's downloads read, so they follow a slider moved since)."""
+    return st.session_state.setdefault(STEPS, [])
 
 
 def _same_request(a: Request, b: Request) -> bool:
@@ -48,8 +59,33 @@ def record(model: LoadedModel | None, request: Request, result: Result) -> None:
     """Add one step; a fragment's rerun replaces its earlier step for the same request instead of adding one."""
     steps = st.session_state.setdefault(STEPS, [])
     spec = None if model is None else model.info.name
-    steps[:] = [s for s in steps if not (s.model == spec and _same_request(s.request, request))]
-    steps.append(Step(spec, None if model is None else model.fingerprint, request, result))
+    options = LoadOptions() if model is None else model.options
+    steps[:] = [s for s in steps if not (isinstance(s, Step) and s.model == spec and s.options == options
+                                         and _same_request(s.request, request))]
+    steps.append(Step(spec, None if model is None else model.fingerprint, request, result, options))
+
+
+def view(names: str | tuple[str, ...], result: Result, method: str, **arguments: object) -> pd.DataFrame:
+    """``result.method(**arguments)``, a table the page offers as the download(s) ``names``, recorded as a view step.
+
+    ``method`` is a public, documented method of the result (no model run). A view step recorded
+    earlier under one of the same names is replaced (a fragment's rerun redraws its charts);
+    :func:`forget_views` drops those of charts a fragment no longer draws.
+
+    Raises:
+        WorkbenchError: the method refuses the arguments (e.g. a position outside the prompt).
+    """
+    step, table = derive(names, result, method, **arguments)
+    steps = st.session_state.setdefault(STEPS, [])
+    steps[:] = [s for s in steps if not (isinstance(s, ViewStep) and set(s.names) & set(step.names))]
+    steps.append(step)
+    return table
+
+
+def forget_views(names: set[str] | None = None) -> None:
+    """Drop the view steps of the downloads ``names`` (None: all): :func:`ui.page.forget_charts` calls this."""
+    steps = st.session_state.setdefault(STEPS, [])
+    steps[:] = [s for s in steps if not (isinstance(s, ViewStep) and (names is None or set(s.names) & set(names)))]
 
 
 def cache_key(model: LoadedModel | None, request: Request) -> tuple:

@@ -89,9 +89,8 @@ def sweep_view(result, coefficient: float) -> None:
 def lens_view(result: SteerResult) -> None:
     """The edit read through the logit lens, with a view-only choice of how many tokens per layer."""
     page.forget_charts({"steering_lens"})
-    df = result.tables()["steering_lens"]
-    k = st.slider("Tokens per layer", 1, int(df["rank"].max()), 3, key="steer_lens_k")
-    shown = df[df["rank"] <= k]
+    k = st.slider("Tokens per layer", 1, int(result.lens_change.shape[1]), 3, key="steer_lens_k")
+    shown = runner.view("steering_lens", result, "lens_table", k=k)
     page.show_chart(lens_chart(shown, result.lens_layers), shown, "steering_lens",
                     caption="At the prompt's last position: log-prob under the logit lens with the edit, minus without, at "
                             "the steered layer's boundary and every later one.")

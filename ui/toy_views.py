@@ -12,6 +12,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from interp_core.techniques.toy.analysis import CopyingAnalysis, ReverseIncrementAnalysis
+from interp_core.techniques.toy.record import TrainingRecord
 from interp_core.techniques.toy.train import CurvePoint
 from ui.charts import heatmap
 from ui.page import show_chart
@@ -52,16 +53,16 @@ def live_curve(placeholder: DeltaGenerator, title: str) -> Callable[[CurvePoint]
     return on_point
 
 
-def show_training_record(record: dict, name: str, task: str) -> None:
+def show_training_record(record: TrainingRecord, name: str, task: str) -> None:
     """How the toy ``name`` was trained, from its ``toy_task.json`` (nothing when it has no curve)."""
-    if not record.get("history"):
+    if record.curve.empty:
         return
-    curve = pd.DataFrame(record["history"])
+    curve = record.tables()["toy_training_curve"]
     note = (" The loss cannot fall far: most tokens are random. The sudden jump in holdout accuracy is the induction phase "
             "change, when the previous-token and induction heads form together." if task == "induction" else "")
     show_chart(curve_chart(curve, f"How {name} was trained"), curve, "toy_training_curve",
-               caption=f"From its toy_task.json: {record.get('hyperparameters', {})}, {record.get('seconds', 0):.0f} s on "
-                       f"{record.get('device')}. Final training loss {record.get('final_loss', float('nan')):.4f} nats." + note)
+               caption=f"From its toy_task.json: {record.hyperparameters}, {record.seconds:.0f} s on "
+                       f"{record.device}. Final training loss {record.final_loss:.4f} nats." + note)
 
 
 def reverse_increment_view(result: ReverseIncrementAnalysis) -> None:

@@ -13,7 +13,14 @@ Layout::
      "model": "smollm2-135m", "fingerprint": "ab12...", "versions": {"torch": "2.13.0", ...},
      "pages": [{"page": "steering", "title": "Steering", "inputs": {"steer_layer": 16, ...},
                 "command": ["steer", "--prompt", ...] (CLI runs only),
-                "steps": [{"model": "smollm2-135m", "fingerprint": "ab12...", "request": {...}, "result": {...}}]}]}
+                "steps": [{"model": "smollm2-135m", "fingerprint": "ab12...", "request": {...}, "result": {...},
+                           "options": {...} (only when the model was loaded otherwise than by default)}],
+                "views": [{"names": ["attention_L1H3"], "step": 0, "method": "head_table",
+                           "arguments": [["layer", 1], ["head", 3]]}] (tables picked from a step's result)}]}
+
+An argument of a view that is another step's result is written ``{"__step__": j}`` (a list of
+them ``{"__steps__": [j, ...]}``). Files written before views and load options existed (no
+``views``, no ``options``) still open: their steps load with the default options.
 """
 
 from __future__ import annotations
@@ -26,8 +33,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from interp_core.cli.codec import ExperimentError, decode, encode
+from interp_core.core.errors import WorkbenchError
+from interp_core.core.load_options import LoadOptions
 from interp_core.core.loading import _HUB_ID, DEFAULT_MODEL, TOY_PREFIX, valid_toy_name
 from interp_core.techniques.contract import Request, Step
+from interp_core.techniques.view_step import ViewStep
 
 FORMAT, VERSION = "interp-workbench-experiment", 1
 LIBRARIES = ("interp-workbench", "torch", "transformers", "numpy", "pandas", "scikit-learn", "streamlit", "altair")
@@ -40,12 +50,12 @@ __all__ = ["ExperimentError", "Experiment", "PageRecord", "build_experiment", "c
 
 @dataclasses.dataclass(frozen=True)
 class PageRecord:
-    """One visited page: its URL name, title, widget inputs, steps, and (CLI runs) the command line."""
+    """One visited page: its URL name, title, widget inputs, steps (and view steps), and (CLI runs) the command line."""
 
     page: str
     title: str
     inputs: dict
-    steps: tuple[Step, ...]
+    steps: tuple[Step | ViewStep, ...]
     command: tuple[str, ...] = ()
 
 
@@ -95,20 +105,48 @@ def check_model_spec(spec: object) -> str:
 
 
 def encode_step(step: Step) -> dict:
-    return {"model": step.model, "fingerprint": step.fingerprint, "request": encode(step.request, "request"),
-            "result": encode(step.result, "result")}
+    out = {"model": step.model, "fingerprint": step.fingerprint, "request": encode(step.request, "request"),
+           "result": encode(step.result, "result")}
+    if step.options != LoadOptions():
+        out["options"] = encode(step.options, "options")
+    return out
 
 
-def savable(steps: Iterable[Step]) -> list[Step]:
+def savable(steps: Iterable[Step | ViewStep]) -> list[Step]:
     """The steps that can be written (a toy model's training, with its live-curve callback, cannot)."""
     kept = []
     for step in steps:
+        if not isinstance(step, Step):
+            continue
         try:
             encode_step(step)
         except ExperimentError:
             continue
         kept.append(step)
     return kept
+
+
+def _encode_argument(value: object, index: dict[int, int]) -> object:
+    if id(value) in index:
+        return {"__step__": index[id(value)]}
+    if isinstance(value, (list, tuple)) and value and all(id(v) in index for v in value):
+        return {"__steps__": [index[id(v)] for v in value]}
+    return encode(value, "view argument")
+
+
+def encode_views(steps: Iterable[Step | ViewStep], saved: list[Step]) -> list[dict]:
+    """The view steps whose results (and result arguments) are among ``saved``, as JSON."""
+    index = {id(step.result): j for j, step in enumerate(saved)}
+    out = []
+    for view in steps:
+        if not isinstance(view, ViewStep) or id(view.result) not in index:
+            continue
+        try:
+            arguments = [[key, _encode_argument(value, index)] for key, value in view.arguments.items()]
+        except ExperimentError:  # an argument that is a result of an unsaved step, or a live object
+            continue
+        out.append({"names": list(view.names), "step": index[id(view.result)], "method": view.method, "arguments": arguments})
+    return out
 
 
 def build_experiment(model: str, fingerprint: str | None, pages: Iterable[PageRecord]) -> dict:
@@ -119,8 +157,15 @@ def build_experiment(model: str, fingerprint: str | None, pages: Iterable[PageRe
         "model": model, "fingerprint": fingerprint, "versions": library_versions(),
         "pages": [{"page": p.page, "title": p.title, "inputs": encode(dict(p.inputs), "inputs"),
                    **({"command": list(p.command)} if p.command else {}),
-                   "steps": [encode_step(s) for s in savable(p.steps)]} for p in pages],
+                   **_steps_and_views(p.steps)} for p in pages],
     }
+
+
+def _steps_and_views(steps: Iterable[Step | ViewStep]) -> dict:
+    steps = list(steps)
+    saved = savable(steps)
+    views = encode_views(steps, saved)
+    return {"steps": [encode_step(s) for s in saved], **({"views": views} if views else {})}
 
 
 # The page each subcommand's analysis belongs to (the app's URL paths), so a CLI run opens on its page.
@@ -196,11 +241,12 @@ def _page(data: object, i: int, known: set[str]) -> PageRecord:
     command = data.get("command", [])
     if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
         raise ExperimentError(f"{where}.command must be a list of arguments.")
-    steps = data.get("steps", [])
-    if not isinstance(steps, list):
-        raise ExperimentError(f"{where}.steps must be a list.")
-    return PageRecord(data["page"], str(data.get("title", data["page"])), inputs,
-                      tuple(_step(s, f"{where}.steps[{j}]") for j, s in enumerate(steps)), tuple(command))
+    steps, views = data.get("steps", []), data.get("views", [])
+    if not isinstance(steps, list) or not isinstance(views, list):
+        raise ExperimentError(f"{where}.steps and {where}.views must be lists.")
+    parsed = [_step(s, f"{where}.steps[{j}]") for j, s in enumerate(steps)]
+    parsed += [_view(v, f"{where}.views[{j}]", parsed) for j, v in enumerate(views)]
+    return PageRecord(data["page"], str(data.get("title", data["page"])), inputs, tuple(parsed), tuple(command))
 
 
 def _plain(value: object) -> bool:
@@ -210,8 +256,8 @@ def _plain(value: object) -> bool:
 
 
 def _step(data: object, where: str) -> Step:
-    if not isinstance(data, dict) or set(data) != {"model", "fingerprint", "request", "result"}:
-        raise ExperimentError(f"{where} must have exactly 'model', 'fingerprint', 'request' and 'result'.")
+    if not isinstance(data, dict) or set(data) - {"options"} != {"model", "fingerprint", "request", "result"}:
+        raise ExperimentError(f"{where} must have exactly 'model', 'fingerprint', 'request' and 'result' (and maybe 'options').")
     if data["model"] is not None:
         check_model_spec(data["model"])
     if data["fingerprint"] is not None and not isinstance(data["fingerprint"], str):
@@ -222,4 +268,52 @@ def _step(data: object, where: str) -> Step:
     result = decode(data["result"], f"{where}.result")
     if not (hasattr(result, "to_json") and hasattr(result, "tables")):
         raise ExperimentError(f"{where}.result is a {type(result).__name__}, not a technique result.")
-    return Step(data["model"], data["fingerprint"], request, result)
+    return Step(data["model"], data["fingerprint"], request, result, _options(data.get("options"), f"{where}.options"))
+
+
+def _options(data: object, where: str) -> LoadOptions:
+    if data is None:
+        return LoadOptions()
+    options = decode(data, where)
+    if not isinstance(options, LoadOptions):
+        raise ExperimentError(f"{where} is a {type(options).__name__}, not the model's load options.")
+    try:  # rebuilt through the constructor, so its own checks run (a dtype it does not know)
+        options = LoadOptions(**{field.name: getattr(options, field.name) for field in dataclasses.fields(LoadOptions)})
+    except WorkbenchError as error:
+        raise ExperimentError(f"{where}: {error}") from None
+    if options.offload_folder is not None:
+        raise ExperimentError(f"{where} names an offload folder ({options.offload_folder[:80]!r}); an experiment may not "
+                              "make the server write to a folder it chose. Set one yourself in the sidebar's Advanced expander.")
+    return options
+
+
+def _reference(value: object, steps: list[Step], where: str) -> object:
+    """A view argument: another step's result (``{"__step__": j}``), a list of them, or a plain encoded value."""
+    if isinstance(value, dict) and set(value) == {"__step__"}:
+        return _step_result(value["__step__"], steps, where)
+    if isinstance(value, dict) and set(value) == {"__steps__"} and isinstance(value["__steps__"], list):
+        return [_step_result(j, steps, where) for j in value["__steps__"]]
+    return decode(value, where)
+
+
+def _step_result(j: object, steps: list[Step], where: str) -> object:
+    if isinstance(j, bool) or not isinstance(j, int) or not 0 <= j < len(steps):
+        raise ExperimentError(f"{where} refers to step {j!r}; this page has steps 0 to {len(steps) - 1}.")
+    return steps[j].result
+
+
+def _view(data: object, where: str, steps: list[Step]) -> ViewStep:
+    keys = {"names", "step", "method", "arguments"}
+    if not isinstance(data, dict) or set(data) != keys:
+        raise ExperimentError(f"{where} must have exactly {', '.join(sorted(keys))}.")
+    names, arguments = data["names"], data["arguments"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ExperimentError(f"{where}.names must be a list of download names.")
+    if not isinstance(arguments, list) or not all(isinstance(a, list) and len(a) == 2 and isinstance(a[0], str) for a in arguments):
+        raise ExperimentError(f"{where}.arguments must be a list of [name, value] pairs.")
+    result = _step_result(data["step"], steps, f"{where}.step")
+    values = {key: _reference(value, steps, f"{where}.arguments.{key}") for key, value in arguments}
+    try:
+        return ViewStep(tuple(names), result, data["method"], values)
+    except WorkbenchError as error:
+        raise ExperimentError(f"{where}: {error}") from None

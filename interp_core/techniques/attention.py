@@ -38,6 +38,7 @@ from interp_core.core.model import LoadedModel
 from interp_core.core.names import hook_name
 from interp_core.techniques import head_scores as hs
 from interp_core.techniques.contract import Progress, Request
+from interp_core.techniques.frames import grid_frame
 
 SCORE_NAMES: tuple[str, ...] = ("previous_token", "first_token", "duplicate_token", "induction", "entropy")
 """Score keys, also the CLI's JSON keys. Entropy is in nats; the others are attention weights."""
@@ -87,6 +88,39 @@ class AttentionPatterns:
         check_index("layer", layer, self.n_layers)
         check_index("head", head, self.n_heads)
         return self.patterns[layer, head]
+
+    @property
+    def token_labels(self) -> list[str]:
+        """``"3 ' cat'"`` (position, then the token's repr) per position: the ``query``/``key`` labels of the tables below."""
+        return [f"{i} {t!r}" for i, t in enumerate(self.tokens)]
+
+    def head_table(self, layer: int, head: int) -> pd.DataFrame:
+        """One head's pattern as one row per (query, key) cell, the masked ones (key after query, weight 0) included:
+        ``query_pos``, ``key_pos``, ``query``, ``key`` (:attr:`token_labels`), ``weight``."""
+        pattern, labels = self.head(layer, head), self.token_labels
+        q, k = np.meshgrid(np.arange(len(labels)), np.arange(len(labels)), indexing="ij")
+        return pd.DataFrame({"query_pos": q.ravel(), "key_pos": k.ravel(), "query": [labels[i] for i in q.ravel()],
+                             "key": [labels[j] for j in k.ravel()], "weight": pattern.ravel().astype(float)})
+
+    def layer_table(self, layer: int) -> pd.DataFrame:
+        """Every head of ``layer`` over the causal half (key <= query; the rest is zero): ``head``, ``query_pos``,
+        ``key_pos``, ``query``, ``key`` (:attr:`token_labels`), ``weight``, head by head."""
+        check_index("layer", layer, self.n_layers)
+        labels = self.token_labels
+        q, k = np.tril_indices(len(labels))
+        n_heads = self.n_heads
+        return pd.DataFrame({"head": np.repeat(np.arange(n_heads), len(q)), "query_pos": np.tile(q, n_heads),
+                             "key_pos": np.tile(k, n_heads), "query": [labels[i] for i in q] * n_heads,
+                             "key": [labels[j] for j in k] * n_heads, "weight": self.patterns[layer][:, q, k].ravel().astype(float)})
+
+    def token_table(self, query: int, keys: Sequence[int]) -> pd.DataFrame:
+        """:func:`token_attention` of ``query`` to ``keys`` as one row per head: ``layer``, ``head``, ``attention``."""
+        values = token_attention(self, query, list(keys))
+        return grid_frame(values, list(range(self.n_layers)), list(range(self.n_heads)), "layer", "head", "attention")
+
+    def score_table(self) -> pd.DataFrame:
+        """Every head's job scores (:attr:`scores`), one row per head: their ``head_scores`` table."""
+        return self.scores.tables()["head_scores"]
 
     @cached_property
     def scores(self) -> HeadScores:

@@ -26,6 +26,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 import pandas as pd
 
 from interp_core.core.errors import WorkbenchError
+from interp_core.core.load_options import LoadOptions
 from interp_core.core.model import LoadedModel
 
 Progress = Callable[[float, str], None]
@@ -61,12 +62,14 @@ class Request:
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-    """One computation as it ran: the model's spec and weights fingerprint (None without a model), request, result."""
+    """One computation as it ran: the model's spec and weights fingerprint (None without a model), request, result,
+    and how the model was loaded (``options``: dtype, device map; the defaults unless the user chose others)."""
 
     model: str | None
     fingerprint: str | None
     request: Request
     result: Result
+    options: LoadOptions = LoadOptions()
 
 
 _recording: ContextVar[list[Step] | None] = ContextVar("interp_core_recording", default=None)
@@ -98,7 +101,8 @@ def run(model: LoadedModel | None, request: Request, on_progress: Progress | Non
     result = request.compute(model, on_progress or _silent)
     steps = _recording.get()
     if steps is not None:
-        steps.append(Step(None if model is None else model.info.name, None if model is None else model.fingerprint, request, result))
+        steps.append(Step(None if model is None else model.info.name, None if model is None else model.fingerprint, request, result,
+                          LoadOptions() if model is None else model.options))
     return result
 
 

@@ -32,8 +32,9 @@ from interp_core.core.errors import BadPromptError, OutOfRangeError, check_index
 from interp_core.core.head_id import head_label
 from interp_core.core.model import LoadedModel
 from interp_core.core.names import hook_name
-from interp_core.techniques.composition import composition_scores
+from interp_core.techniques.composition import CompositionScores, composition_scores
 from interp_core.techniques.contract import Progress, Request
+from interp_core.techniques.frames import grid_frame
 from interp_core.techniques.head_scores import (
     head_table,
     induction_mask,
@@ -215,6 +216,41 @@ class RepeatedResult:
     def pattern_table(self, layer: int, head: int) -> pd.DataFrame:
         """Head ``(layer, head)``'s pattern on the sequence (:func:`pattern_table`), the induction stripe as targets."""
         return pattern_table(self.patterns[layer, head], self.token_strings, induction_stripe_mask(len(self.tokens), self.length))
+
+
+    def composition_table(self, composition: CompositionScores) -> pd.DataFrame:
+        """K-composition from every earlier head into ``composition``'s head (its ``composition_k`` table, the score
+        as ``k_composition``, and ``times_random``), with each earlier head's ``previous_token`` score on this sequence."""
+        df = composition.tables()["composition_k"].rename(columns={"score": "k_composition"})
+        df["previous_token"] = self.previous_token[:composition.layer].ravel()
+        return df
+
+    def composition_heads(self, n: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]:
+        """``(previous, induction, fed)``: the ``n`` top previous-token heads of all but the last layer, the ``n`` top
+        induction heads of all but the first, and the induction heads one of those previous-token heads precedes
+        (the ones whose K-composition :meth:`pair_table` needs)."""
+        every = self.induction.size
+        previous = [h for h in self.top_previous_token(every) if h[0] < self.induction.shape[0] - 1][:n]
+        induction = [(h["layer"], h["head"]) for h in self.top_heads(every) if h["layer"] > 0][:n]
+        return previous, induction, [t for t in induction if any(s[0] < t[0] for s in previous)]
+
+    def pair_table(self, compositions: Sequence[CompositionScores], n: int = 6) -> pd.DataFrame:
+        """K-composition from the top previous-token heads into the top induction heads (:meth:`composition_heads`),
+        one row per pair: ``previous_token_head``, ``induction_head``, ``k_composition`` (NaN where the previous-token
+        head is not earlier) and ``times_random`` (over the random baseline).
+
+        Args:
+            compositions: the :class:`CompositionScores` into every ``fed`` head of :meth:`composition_heads`.
+        """
+        previous, induction, fed = self.composition_heads(n)
+        into = {(c.layer, c.head): c.k for c in compositions}
+        if missing := [head_label(*t) for t in fed if t not in into]:
+            raise OutOfRangeError(f"pair_table needs the K-composition into {', '.join(missing)}; pass a CompositionRequest result for each.")
+        baseline = compositions[0].baseline["k"] if compositions else np.nan  # one baseline: the same shapes for every pair
+        df = grid_frame(pair_matrix(into, previous, induction), [head_label(*h) for h in previous],
+                        [head_label(*h) for h in induction], "previous_token_head", "induction_head", "k_composition")
+        df["times_random"] = df["k_composition"] / baseline
+        return df
 
 
 def run_repeated(model: LoadedModel, length: int = 50, n_repeats: int = 2, seed: int = 0, *,

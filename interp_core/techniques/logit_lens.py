@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from interp_core.core.errors import OutOfRangeError
+from interp_core.core.errors import OutOfRangeError, WorkbenchError, check_index
 from interp_core.core.model import LoadedModel
 from interp_core.techniques.contract import Progress, Request
 from interp_core.techniques.readout import (  # noqa: F401  (boundary_labels, boundary_names re-exported for pages and tests)
@@ -127,6 +127,31 @@ class LensResult:
                 "rank": self.target_rank.ravel().astype(int),
             })
         return out
+
+
+    def grid_table(self, first: int = 0, last: int | None = None) -> pd.DataFrame:
+        """The ``{lens}_lens_grid`` table of :meth:`tables` for the boundaries ``first..last`` only (indices into
+        ``layers``, both included; ``last`` None: the top one), numbered from 0."""
+        last = len(self.layers) - 1 if last is None else last
+        check_index("first layer", first, len(self.layers))
+        check_index("last layer", last, len(self.layers))
+        df = self.tables()[f"{self.lens}_lens_grid"]
+        return df[df["layer"].isin(self.layers[first:last + 1])].reset_index(drop=True)
+
+    def target_table(self, position: int, beside: LensResult | None = None) -> pd.DataFrame:
+        """The tracked token after ``position`` at every layer: ``layer``, ``lens`` (``"logit lens"``,
+        ``"tuned lens"``), ``probability``, ``log-probability``, ``rank``; the rows of ``beside`` (the other lens
+        on the same prompt and target) follow this lens's."""
+        frames = []
+        for lens in (self,) if beside is None else (self, beside):
+            if lens.target is None:
+                raise WorkbenchError(f"This {lens.lens} lens result tracks no target token; run it with a target.")
+            check_index("position", position, len(lens.tokens))
+            frames.append(pd.DataFrame({
+                "layer": list(lens.layers), "lens": f"{lens.lens} lens", "probability": lens.target_prob[:, position],
+                "log-probability": lens.target_logprob[:, position], "rank": lens.target_rank[:, position].astype(int),
+            }))
+        return pd.concat(frames, ignore_index=True)
 
 
 def visible(token: str) -> str:

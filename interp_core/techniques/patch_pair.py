@@ -152,6 +152,18 @@ class PatchingResult:
         return {f"patch_{'attr' if self.method == 'attribution' else 'exact'}_{self.target}": frame}
 
 
+    def agreement_table(self, estimate: PatchingResult) -> pd.DataFrame:
+        """This exact grid beside ``estimate`` (attribution patching of the same target and prompts), one row per
+        cell: the row and column labels of :meth:`tables`, ``exact`` (recovery), ``exact_metric`` (patched metric)
+        and ``attribution`` (the estimate's recovery)."""
+        if estimate.grid.shape != self.grid.shape or estimate.target != self.target:
+            raise WorkbenchError(f"The estimate patches {estimate.target} over a grid of shape {estimate.grid.shape}; this grid "
+                                 f"patches {self.target} over {self.grid.shape}. Compare grids of the same target and prompts.")
+        both = next(iter(self.tables().values())).rename(columns={"recovery": "exact", "patched_metric": "exact_metric"})
+        both["attribution"] = next(iter(estimate.tables().values()))["recovery"].to_numpy()
+        return both
+
+
 def normalise(patched: np.ndarray, clean: float, corrupt: float) -> np.ndarray:
     """``(patched - corrupt) / (clean - corrupt)``; all NaN when clean == corrupt."""
     denominator = clean - corrupt

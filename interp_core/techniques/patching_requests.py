@@ -108,6 +108,11 @@ class AttributionGrids:
         """The residual-stream grid: its metrics and tokens are those of every grid."""
         return self.grids[TARGETS[0]]
 
+    def agreement_table(self, exact: PatchingResult) -> pd.DataFrame:
+        """The exact patching grid ``exact`` beside this estimate of the same target, one row per cell
+        (:meth:`PatchingResult.agreement_table`: the labels, ``exact``, ``exact_metric``, ``attribution``)."""
+        return exact.agreement_table(self.of(exact.target))
+
     def to_json(self) -> dict:
         return {target: grid.to_json() for target, grid in self.grids.items()}
 

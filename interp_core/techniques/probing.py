@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from interp_core.core.errors import WorkbenchError
+from interp_core.core.errors import OutOfRangeError, WorkbenchError
 from interp_core.core.hooks import HookList
 from interp_core.core.model import LoadedModel
 from interp_core.core.names import hook_name
@@ -206,6 +206,20 @@ class ProbeResult:
                                            "items": matrix.sum(axis=1).astype(int)}))
         return {"probe_accuracy": pd.concat(curves, ignore_index=True), "probe_confusion": pd.concat(confusion, ignore_index=True),
                 "probe_per_class": pd.concat(per_class, ignore_index=True)}
+
+    def confusion_table(self, layer: int) -> pd.DataFrame:
+        """The ``probe_confusion`` rows of one probed ``layer`` (a value of ``layers``), without the layer column."""
+        return self._layer_rows("probe_confusion", layer)
+
+    def per_class_table(self, layer: int) -> pd.DataFrame:
+        """The ``probe_per_class`` rows of one probed ``layer`` (a value of ``layers``), without the layer column."""
+        return self._layer_rows("probe_per_class", layer)
+
+    def _layer_rows(self, name: str, layer: int) -> pd.DataFrame:
+        if layer not in [int(v) for v in self.layers]:
+            raise OutOfRangeError(f"Layer {layer!r} was not probed; the probed layers are {', '.join(str(int(v)) for v in self.layers)}.")
+        table = self.tables()[name]
+        return table[table["layer"] == layer].drop(columns="layer").reset_index(drop=True)
 
 
 # --- hidden states ---------------------------------------------------------------------------

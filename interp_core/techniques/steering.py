@@ -271,6 +271,11 @@ class SteerResult:
             tables.update(self.sweep.tables())
         return tables
 
+    def lens_table(self, k: int) -> pd.DataFrame:
+        """The ``steering_lens`` rows of the ``k`` most changed tokens per layer (ranks 1..k)."""
+        table = self.tables()["steering_lens"]
+        return table[table["rank"] <= k].reset_index(drop=True)
+
 
 # --- the vector and the edits ------------------------------------------------------------------
 def _last_resid(model: LoadedModel, text: str, layer: int, side: str) -> torch.Tensor:

@@ -126,6 +126,11 @@ class FlowResult:
                  "target_token": self.tokens[e.target[1]], "kind": e.kind, "weight": e.weight} for e in self.edges]
         return pd.DataFrame(rows, columns=["layer", "source", "target", "source_token", "target_token", "kind", "weight"])
 
+    def route_table(self, threshold: float, position: int = -1) -> pd.DataFrame:
+        """:meth:`edge_table` of the route for ``threshold`` and output ``position`` (-1: the last), from these
+        contributions (:meth:`with_route`; no model run)."""
+        return self.with_route(threshold, position).edge_table()
+
     def block_table(self) -> pd.DataFrame:
         """One row per (layer, position): the residual's and the MLP's shares of each block's wholes."""
         n_layers, n_pos = self.attn_resid.shape

@@ -126,7 +126,8 @@ def _draw_reproduce(slug: str, steps: list[Step | ViewStep]) -> None:
     """The snippet as of this run; its download (and the notebooks) as of the click, after any fragment rerun."""
     snippet = python_snippet(steps)
     st.markdown("This code computes exactly what the page shows, from the same model and inputs; "
-                "`tables` holds the page's downloads by name.")
+                "`tables` holds the page's downloads by name. A slider that only changes the view redraws its "
+                "own part of the page, not this box: **Download .py** always has the view as it is now.")
     st.code(snippet, language="python")
     lines, missing = [], []
     for step in (s for s in steps if isinstance(s, Step)):

@@ -20,6 +20,14 @@ AppTest, so it was most of "other"); a server scans once at start, so all render
 CPU is the process CPU time of the render (``time.process_time``; torch threads included); wall is
 the elapsed time. On a shared machine wall times are noisy: compare rows within one run.
 
+Measured (2-core machine, load average 1.5, same harness, median of 3; before = 7d78e31):
+home 0.31 -> 0.22 s, logit_lens 6.87 -> 2.57, attention 0.90 -> 0.66 (engine 0.60 -> 0.32; the rest is
+its charts), dla 1.04 -> 0.44. The Logit Lens page stays above 0.5 s by arithmetic: each lens is a
+float32 readout of (layers + 1) x positions rows against the 49152-token unembedding, 31 x 20 x 576 x
+49152 x 2 = 35 GFLOP, ~0.6-0.7 s of CPU at the ~50-57 GFLOP per CPU-second measured here, so the two
+lenses (logit, tuned) are ~1.3 s of matmul before anything else; their log-softmax, top-k, rank, KL
+and entropy passes add ~0.2-0.3 s each, the one shared forward ~0.2 s, charts and page ~0.25 s.
+
     .venv/bin/python benchmarks/profile_pages.py [--model smollm2-135m] [--repeats 3] [--json out.json]
 """
 

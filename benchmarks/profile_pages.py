@@ -14,8 +14,19 @@ the work, into:
 - report: the page report's bookkeeping in ``show_chart``;
 - other: everything else in the script run (page code, widgets, DataFrames, AppTest's own parsing).
 
+Not counted: AppTest's scan of every installed package for Streamlit components (about 0.3 s of CPU per
+AppTest, so it was most of "other"); a server scans once at start, so all renders here share one scan.
+
 CPU is the process CPU time of the render (``time.process_time``; torch threads included); wall is
 the elapsed time. On a shared machine wall times are noisy: compare rows within one run.
+
+Measured (2-core machine, load average 1.5, same harness, median of 3; before = 7d78e31):
+home 0.31 -> 0.22 s, logit_lens 6.87 -> 2.57, attention 0.90 -> 0.66 (engine 0.60 -> 0.32; the rest is
+its charts), dla 1.04 -> 0.44. The Logit Lens page stays above 0.5 s by arithmetic: each lens is a
+float32 readout of (layers + 1) x positions rows against the 49152-token unembedding, 31 x 20 x 576 x
+49152 x 2 = 35 GFLOP, ~0.6-0.7 s of CPU at the ~50-57 GFLOP per CPU-second measured here, so the two
+lenses (logit, tuned) are ~1.3 s of matmul before anything else; their log-softmax, top-k, rank, KL
+and entropy passes add ~0.2-0.3 s each, the one shared forward ~0.2 s, charts and page ~0.25 s.
 
     .venv/bin/python benchmarks/profile_pages.py [--model smollm2-135m] [--repeats 3] [--json out.json]
 """
@@ -57,6 +68,7 @@ WARMUP = "The capital of France is"
 CATEGORIES = ("engine", "altair", "chart msg", "downloads", "report")
 
 _spent: dict[str, float] = defaultdict(float)
+_components: list[object] = []  # AppTest's component registry, scanned once (as a server does at start)
 _depth = threading.local()
 
 
@@ -115,6 +127,12 @@ def render(page: str, model: str, prompt: str) -> dict[str, float]:
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+    if not _components:
+        from streamlit.components.v2.component_manager import BidiComponentManager
+
+        _components.append(BidiComponentManager())
+        _components[0].discover_and_register_components(start_file_watching=False)
+    at._bidi_component_manager = _components[0]  # AppTest scans only when it holds none
     at.query_params["model"] = model
     at.session_state["model"] = model
     at.session_state["prompt"] = prompt

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from interp_core.core.errors import WorkbenchError
 from interp_core.techniques.logit_lens import LogitLensRequest
 from interp_core.techniques.tuned_lens import (
     QUICK_TRAINING,
@@ -56,10 +57,20 @@ target = right.text_input(
 )
 rows = list(range(labels.index(low), labels.index(high) + 1))
 
-logit = runner.run_or_stop(model, LogitLensRequest(prompt, top_k=top_k))
+# Each lens is one request that also tracks the target (typed, else the model's own top-1): a full-vocabulary
+# readout of every layer and position is the page's whole cost, so the grid and the tracked token share it.
+target_error = None
+if target:
+    try:
+        model.single_token_id(target)
+    except WorkbenchError as error:  # shown where the tracked token would be; the grids still draw
+        target_error = str(error)
+tracked_target = target if target and target_error is None else None
+logit = runner.run_or_stop(model, LogitLensRequest(prompt, tracked_target, top_k=top_k, track_top=True))
 version = saved_lens_version(model)
 saved = runner.run(model, SavedTunedLensRequest(version)) if version else None  # a lens of other weights: one red box
-tuned = runner.run(model, LogitLensRequest(prompt, lens="tuned", top_k=top_k, lens_version=version)) if saved else None
+tuned = (runner.run(model, LogitLensRequest(prompt, tracked_target, "tuned", top_k, version, track_top=True))
+         if saved else None)
 
 page.explain(
     """
@@ -119,16 +130,10 @@ st.subheader("One token across layers")
 positions = [f"{i}: {t!r}" for i, t in enumerate(logit.tokens)]
 pos_label = st.selectbox("Position (the prediction after this token)", positions, index=len(positions) - 1, key="lens_pos")
 position = positions.index(pos_label)
-target_value: str | int = target if target else logit.model_top_id
-lenses = [("logit lens", "logit")] + ([("tuned lens", "tuned")] if tuned is not None else [])
-tracked = []
-for name, kind in lenses:
-    found = runner.run(model, LogitLensRequest(prompt, target_value, kind, top_k, version if kind == "tuned" else 0.0))
-    if found is None:
-        tracked = []
-        break
-    tracked.append((name, found))
-if tracked:
+tracked = [("logit lens", logit)] + ([("tuned lens", tuned)] if tuned is not None else [])
+if target_error is not None:
+    st.error(target_error)
+else:
     first = tracked[0][1]
     st.markdown(f"Tracking **{first.target!r}**" + ("" if target else " (the model's final top-1 prediction; type another token above)")
                 + f" at position {position}, `{logit.tokens[position]!r}`.")

@@ -243,3 +243,19 @@ def test_default_model_closes_on_paris(default_model):
     source = head_source_attribution(default_model, "The capital of France is", layer, head, wrong=" Rome")
     assert source.values.sum() == pytest.approx(result.heads[layer, head], abs=1e-5)
     assert torch.isfinite(torch.tensor(result.values)).all()
+
+
+class TestSharedRun:
+    def test_head_split_and_top_answer_reuse_the_attribution_run(self, tiny_gpt2, monkeypatch):
+        """A DLA with the top prediction as answer, then a head split of it, cost one forward in all, and
+        the split still sums to the head's contribution in the attribution."""
+        calls = []
+        original = type(tiny_gpt2).run_with_cache
+        monkeypatch.setattr(type(tiny_gpt2), "run_with_cache", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+        monkeypatch.setattr(type(tiny_gpt2), "forward", lambda *a, **k: pytest.fail("no forward of its own for the top answer"))
+        prompt = PROMPT + " again"  # a prompt no other test has run on this model
+        result = direct_logit_attribution(tiny_gpt2, prompt)
+        split = head_source_attribution(tiny_gpt2, prompt, 1, 0)
+        assert len(calls) == 1
+        assert split.head_total == pytest.approx(float(result.heads[1, 0]), abs=1e-6)
+        assert split.values.sum() == pytest.approx(split.head_total, abs=1e-5)

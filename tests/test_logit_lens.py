@@ -311,3 +311,16 @@ def test_shipped_lens_beats_logit_lens_on_heldout_text(default_model, home):
     assert kl_tuned[-1] == pytest.approx(kl_logit[-1], abs=1e-6)
     result = run(default_model, LogitLensRequest("The capital of France is", lens="tuned", lens_version=saved_lens_version(default_model)))
     assert result.top_tokens[-1, -1, 0] == " Paris"
+
+
+class TestTrackTop:
+    def test_track_top_equals_tracking_the_top_id(self, tiny_gpt2):
+        """Tracking the model's top-1 by flag gives exactly the tables of tracking its id, and the same grid as no target."""
+        plain = run_logit_lens(tiny_gpt2, PROMPT)
+        flagged = run(tiny_gpt2, LogitLensRequest(PROMPT, track_top=True))
+        by_id = run_logit_lens(tiny_gpt2, PROMPT, target=plain.model_top_id)
+        assert flagged.target_id == plain.model_top_id
+        for name, frame in by_id.tables().items():
+            assert frame.equals(flagged.tables()[name]), name
+        assert plain.tables()["logit_lens_grid"].equals(flagged.tables()["logit_lens_grid"])
+        assert LogitLensRequest(PROMPT, " Paris", track_top=True).compute(tiny_gpt2, lambda *_: None).target == " Paris"

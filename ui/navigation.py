@@ -4,6 +4,7 @@ line of its module docstring is the question it answers (shown on the home page)
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from pathlib import Path
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
@@ -26,5 +27,11 @@ def page_slug(path: Path) -> str:
 
 def page_question(path: Path) -> str:
     """The first line of a page's module docstring."""
+    return _question(path, path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _question(path: Path, version: int) -> str:
+    """Parsed once per version of the file: the home page lists every page on every run."""
     doc = (ast.get_docstring(ast.parse(path.read_text())) or "").strip()
     return doc.splitlines()[0] if doc else ""

@@ -36,6 +36,7 @@ import torch
 from interp_core.core.errors import OutOfRangeError, WorkbenchError, check_index
 from interp_core.core.model import LoadedModel
 from interp_core.core.names import hook_name
+from interp_core.core.recent_runs import recorded_run
 from interp_core.techniques import head_scores as hs
 from interp_core.techniques.contract import Progress, Request
 from interp_core.techniques.frames import grid_frame
@@ -234,12 +235,16 @@ def attention_patterns(
     Only the blocks up to the last requested layer run. Returns patterns shaped
     ``(len(layers), head, query, key)``.
     """
+    every = layers is None
     layers = list(range(model.info.n_layers)) if layers is None else [check_index("layer", layer, model.info.n_layers) for layer in layers]
     ids = model.tokenize(prompt, max_tokens=max_tokens)
     if on_progress:
         on_progress(0.0, "one forward pass")
     names = [hook_name("attn.hook_pattern", layer) for layer in layers]
-    _, cache = model.run_with_cache(ids, names, stop_at_layer=max(layers) + 1)
+    if every:  # the run the weight check of the same prompt reads too (the Attention page asks for both)
+        _, cache = _shared_run(model, ids)
+    else:
+        _, cache = model.run_with_cache(ids, names, stop_at_layer=max(layers) + 1)
     patterns = np.stack([cache[name][0].float().cpu().numpy() for name in names])
     if on_progress:
         on_progress(1.0, "done")
@@ -462,6 +467,14 @@ class VerifyRequest(Request):
         return verify_patterns(model, self.prompt, max_tokens=self.max_tokens, on_progress=on_progress)
 
 
+def _shared_run(model: LoadedModel, ids: torch.Tensor) -> tuple[None, dict[str, torch.Tensor]]:
+    """One run of every block (no unembedding) recording what :func:`attention_patterns` and
+    :func:`verify_patterns` read, shared between them (:func:`recorded_run`): read-only."""
+    n_layers = model.info.n_layers
+    names = [hook_name(p, layer) for layer in range(n_layers) for p in ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_pattern")]
+    return recorded_run(model, ids, names, stop_at_layer=n_layers)  # type: ignore[return-value]
+
+
 def _recompute_layer(model: LoadedModel, layer: int, cache: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(from_weights, from_hooks)`` patterns of every head of ``layer``, each ``(head, q, k)``."""
     w = model.weights.blocks[layer]
@@ -484,8 +497,7 @@ def verify_patterns(model: LoadedModel, prompt: str, *, max_tokens: int | None =
     """
     ids = model.tokenize(prompt, max_tokens=max_tokens)
     n_layers = model.info.n_layers
-    names = [hook_name(p, layer) for layer in range(n_layers) for p in ("hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_pattern")]
-    _, cache = model.run_with_cache(ids, names)
+    _, cache = _shared_run(model, ids)
     captured, rebuilt, d_w, d_h = [], [], [], []
     with torch.no_grad():
         for layer in range(n_layers):

@@ -35,6 +35,7 @@ import torch
 from interp_core.core.errors import OutOfRangeError, WorkbenchError, check_index
 from interp_core.core.head_id import head_label
 from interp_core.core.model import LoadedModel
+from interp_core.core.recent_runs import recorded_run
 from interp_core.techniques.contract import Progress, Request
 
 # Sums are taken in float64 so the closing check measures the model's float32 error, not ours.
@@ -254,7 +255,8 @@ class HeadSourceRequest(Request):
 
 # --- inputs ------------------------------------------------------------------------------
 def resolve_target(
-    model: LoadedModel, prompt: str, answer: str | None = None, wrong: str | None = None, position: int = -1
+    model: LoadedModel, prompt: str, answer: str | None = None, wrong: str | None = None, position: int = -1,
+    *, shared: bool = False,
 ) -> Target:
     """Tokenise and validate everything before any heavy work.
 
@@ -263,6 +265,8 @@ def resolve_target(
             top prediction at ``position``.
         wrong: an optional wrong-answer token; the metric is then the logit difference.
         position: which token's prediction to explain; negative counts from the end.
+        shared: read the top prediction from the prompt's one shared attribution run (:func:`shared_run`),
+            which the attribution itself then reuses, instead of a forward of its own.
 
     Raises:
         BadPromptError, NotSingleTokenError, OutOfRangeError.
@@ -277,6 +281,8 @@ def resolve_target(
     wrong_id = model.single_token_id(wrong) if wrong else None
     if answer:
         answer_id = model.single_token_id(answer)
+    elif shared:
+        answer_id = int(shared_run(model, ids)[0][0, position].argmax())
     else:
         logits = model.forward(ids[:, : position + 1], last_position_only=True)
         answer_id = int(logits[0, -1].argmax())
@@ -333,6 +339,16 @@ def _capture_names(model: LoadedModel) -> list[str]:
     return names
 
 
+def shared_run(model: LoadedModel, ids: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The one forward a prompt's attribution and its head splits all read (:func:`recorded_run`): the
+    components, every head's ``z``, and every layer's pattern and values for :func:`head_source_attribution`.
+    Logits ``(1, pos, d_vocab)`` and the recorded activations are shared: read-only."""
+    names = _capture_names(model)
+    for layer in range(model.info.n_layers):
+        names += [f"blocks.{layer}.attn.hook_pattern", f"blocks.{layer}.attn.hook_v"]
+    return recorded_run(model, ids, names)  # type: ignore[return-value]
+
+
 def _components(model: LoadedModel, cache: dict[str, torch.Tensor], pos: int, d: torch.Tensor) -> tuple[list[str], np.ndarray]:
     labels, values = ["embed"], [float(cache["hook_embed"][0, pos].to(_F64) @ d)]
     if "hook_pos_embed" in cache:
@@ -376,10 +392,10 @@ def direct_logit_attribution(
     Returns:
         A :class:`DLAResult` whose ``total`` equals ``model_logit_diff`` to float tolerance.
     """
-    target = resolve_target(model, prompt, answer, wrong, position)
+    target = resolve_target(model, prompt, answer, wrong, position, shared=True)
     if on_progress:
         on_progress(0.1, "running the model")
-    logits, cache = model.run_with_cache(target.token_ids, _capture_names(model))
+    logits, cache = shared_run(model, target.token_ids)
     pos = target.position
     scale = float(cache["ln_final.hook_scale"][0, pos, 0])
     u, b_unembed = unembed_direction(model, target)
@@ -416,10 +432,8 @@ def head_source_attribution(
     """
     check_index("layer", layer, model.info.n_layers)
     check_index("head", head, model.info.n_heads)
-    target = resolve_target(model, prompt, answer, wrong, position)
-    names = ["ln_final.hook_scale", f"blocks.{layer}.attn.hook_pattern", f"blocks.{layer}.attn.hook_v",
-             f"blocks.{layer}.attn.hook_z"]
-    _, cache = model.run_with_cache(target.token_ids, names)
+    target = resolve_target(model, prompt, answer, wrong, position, shared=True)
+    _, cache = shared_run(model, target.token_ids)  # the attribution's own run: a page splits a head right after it
     pos = target.position
     u, _ = unembed_direction(model, target)
     d = effective_direction(model, u, float(cache["ln_final.hook_scale"][0, pos, 0])).to(model.device)

@@ -22,6 +22,7 @@ as ``lens=`` to read the same grid through it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -108,7 +109,13 @@ class LensResult:
     def tables(self) -> dict[str, pd.DataFrame]:
         """``{lens}_lens_grid``: one row per (layer, position) with the top token, its probability, the
         top-k as text, the KL to the final distribution and the entropy. With a target also
-        ``{lens}_lens_target``: its probability, log-probability and rank per (layer, position)."""
+        ``{lens}_lens_target``: its probability, log-probability and rank per (layer, position).
+
+        Built once per result (a page reads them several times per run); each call returns copies."""
+        return {name: frame.copy() for name, frame in self._tables.items()}
+
+    @cached_property
+    def _tables(self) -> dict[str, pd.DataFrame]:
         records = []
         for b, layer in enumerate(self.layers):
             for i, tok in enumerate(self.tokens):
@@ -168,13 +175,15 @@ def _check_top_k(top_k: object) -> None:
 class LogitLensRequest(Request):
     """The logit lens (``lens="logit"``) or the saved tuned lens (``"tuned"``) on ``prompt``, tracking
     ``target`` (token text or id; empty or None: nothing). ``lens_version`` names which saved tuned
-    lens (its file's modification time), so a retrained lens is a new request; the CLI leaves it 0."""
+    lens (its file's modification time), so a retrained lens is a new request; the CLI leaves it 0.
+    ``track_top``: without a target, track the model's own top-1 next token (the page's default)."""
 
     prompt: str
     target: str | int | None = None
     lens: str = "logit"
     top_k: int = 5
     lens_version: float = 0.0
+    track_top: bool = False
     label = "Reading the residual stream at every layer"
 
     def __post_init__(self) -> None:
@@ -188,7 +197,7 @@ class LogitLensRequest(Request):
         from interp_core.techniques.tuned_lens import require_tuned_lens
 
         lens = require_tuned_lens(model) if self.lens == "tuned" else None
-        return run_logit_lens(model, self.prompt, top_k=self.top_k, target=self.target, lens=lens)
+        return run_logit_lens(model, self.prompt, top_k=self.top_k, target=self.target, lens=lens, track_top=self.track_top)
 
 
 def run_logit_lens(
@@ -199,6 +208,7 @@ def run_logit_lens(
     target: str | int | None = None,
     lens: Translator | None = None,
     max_tokens: int | None = None,
+    track_top: bool = False,
 ) -> LensResult:
     """The logit lens (or, with ``lens``, the tuned lens) on ``prompt``.
 
@@ -207,6 +217,8 @@ def run_logit_lens(
         target: a single token to track (e.g. ``" Paris"``), or its id; ``None`` tracks nothing.
         lens: a trained :class:`~interp_core.techniques.tuned_lens.TunedLens` for this model, applied to
             each boundary's residual before the readout; ``None`` is the plain logit lens.
+        track_top: without a ``target``, track the model's own top-1 next token after the whole prompt
+            (what a page shows before anyone types a target); the same numbers as passing its id.
 
     Raises:
         OutOfRangeError, NotSingleTokenError, BadPromptError: before any model run.
@@ -221,17 +233,19 @@ def run_logit_lens(
     if lens is not None:
         lens.check_fits(model)
     tokens = model.tokenize(prompt, max_tokens=max_tokens)
-    logits, resid = residual_boundaries(model, tokens)
+    logits, resid = residual_boundaries(model, tokens, shared=True)  # the logit and tuned lens of a prompt share this run
     final_logprobs = logits[0].float().log_softmax(-1)  # (pos, d_vocab)
+    model_top_id = int(final_logprobs[-1].argmax())
+    if target_id is None and track_top:
+        target_id, target = model_top_id, model.token_strings([model_top_id])[0]
     if lens is not None:  # each boundary through its own translator first: (boundary, batch, pos, d_model)
         with torch.no_grad():
             resid = torch.stack([lens.translate(resid[b, 0], b) for b in range(resid.shape[0])]).unsqueeze(1)
+    reader = _Reader(model, final_logprobs, top_k, target_id)
     # several boundaries per readout: the unembedding is read from memory once per chunk, not per boundary
     step = max(1, READOUT_ROWS // resid.shape[2])
-    rows = [_read_boundary(model, resid[b:b + step, 0], b, None, final_logprobs, top_k, target_id)
-            for b in range(0, resid.shape[0], step)]
+    rows = [reader.read(resid[b:b + step, 0]) for b in range(0, resid.shape[0], step)]
     stacked = {key: np.concatenate([row[key] for row in rows]) for key in rows[0]}
-    top_tokens = np.array([[model.token_strings(ids) for ids in layer_ids] for layer_ids in stacked["top_ids"]], dtype=object)
     extra = {}
     if target_id is not None:
         extra = dict(
@@ -247,42 +261,59 @@ def run_logit_lens(
         token_ids=tokens[0].cpu().numpy(),
         layers=boundary_labels(model.info.n_layers),
         top_ids=stacked["top_ids"],
-        top_tokens=top_tokens,
+        top_tokens=_token_texts(model, stacked["top_ids"]),
         top_probs=stacked["top_probs"],
         kl_to_final=stacked["kl"],
         entropy=stacked["entropy"],
-        model_top_id=int(final_logprobs[-1].argmax()),
+        model_top_id=model_top_id,
         **extra,
     )
 
 
-def _read_boundary(
-    model: LoadedModel,
-    resid: torch.Tensor,
-    boundary: int,
-    lens: Translator | None,
-    final_logprobs: torch.Tensor,
-    top_k: int,
-    target_id: int | None,
-) -> dict[str, np.ndarray]:
-    """One boundary's readout: ``resid (pos, d_model)`` -> top-k, KL, entropy, target stats (per pos).
+def _token_texts(model: LoadedModel, ids: np.ndarray) -> np.ndarray:
+    """``ids`` (any shape) as token texts, an object array of the same shape; each distinct id decoded once."""
+    distinct, where = np.unique(ids, return_inverse=True)
+    texts = np.empty(len(distinct), dtype=object)
+    texts[:] = model.token_strings(distinct.tolist())
+    return texts[where].reshape(ids.shape)
 
-    Without a translator ``resid`` may also hold several boundaries, ``(boundaries, pos, d_model)``;
-    every statistic then gains that leading axis."""
-    if lens is not None:
-        resid = lens.translate(resid, boundary)
-    with torch.no_grad():
-        logprobs = readout(model, resid).log_softmax(-1)  # (pos, d_vocab)
-    probs = logprobs.exp()
-    values, indices = probs.topk(top_k, dim=-1)
-    row = {
-        "top_ids": indices.cpu().numpy(),
-        "top_probs": values.cpu().numpy(),
-        "kl": (final_logprobs.exp() * (final_logprobs - logprobs)).sum(-1).clamp_min(0).cpu().numpy(),
-        "entropy": -(probs * logprobs).sum(-1).cpu().numpy(),
-    }
-    if target_id is not None:
-        target_lp = logprobs[..., target_id]
-        row["target_logprob"] = target_lp.cpu().numpy()
-        row["target_rank"] = (1 + (logprobs > target_lp[..., None]).sum(-1)).cpu().numpy()
-    return row
+
+class _Reader:
+    """Reads boundaries' residuals out against one prompt's final distribution.
+
+    The full-vocabulary work of a chunk is one readout matmul, its log-softmax, and a few passes
+    over the result: top-k on the log-probabilities (exp is monotone, so the order is that of the
+    probabilities), the target's rank, the entropy, and ``sum_v p_f[v] logprobs[v]`` for the KL to
+    the final distribution, ``KL = sum p_f log p_f - sum p_f logprobs``. The last two reuse the
+    logits' memory once the log-probabilities exist.
+    """
+
+    def __init__(self, model: LoadedModel, final_logprobs: torch.Tensor, top_k: int, target_id: int | None) -> None:
+        w = model.weights
+        self.model, self.top_k, self.target_id = model, top_k, target_id
+        self.W_U = w.W_U
+        self.b_U = w.b_U if bool(w.b_U.any()) else None  # adding a zero bias is a whole pass that changes no bit
+        with torch.no_grad():
+            self.final_probs = final_logprobs.exp()  # (pos, d_vocab)
+            self.neg_final_entropy = (self.final_probs * final_logprobs).sum(-1)  # (pos,)
+
+    def read(self, resid: torch.Tensor) -> dict[str, np.ndarray]:
+        """``resid (boundaries, pos, d_model)`` -> top-k, KL, entropy, target stats, each ``(boundaries, pos, ...)``."""
+        with torch.no_grad():
+            x = self.model.adapter.apply_final_norm(resid, self.model.weights)  # exactly readout(), whose bias add
+            logits = x @ self.W_U  # (boundaries, pos, d_vocab)                  is skipped when the bias is zero
+            if self.b_U is not None:
+                logits = logits + self.b_U
+            logprobs = logits.log_softmax(-1)
+            top_logprobs, indices = logprobs.topk(self.top_k, dim=-1)
+            row = {"top_ids": indices.cpu().numpy(), "top_probs": top_logprobs.exp().cpu().numpy()}
+            if self.target_id is not None:
+                target_lp = logprobs[..., self.target_id]
+                row["target_logprob"] = target_lp.cpu().numpy()
+                higher = (logprobs > target_lp[..., None]).sum(-1, dtype=torch.int32)
+                row["target_rank"] = (1 + higher.long()).cpu().numpy()
+            spare = logits  # the logits are spent: their memory holds the products below
+            cross = torch.mul(logprobs, self.final_probs, out=spare).sum(-1)  # sum_v p_f[v] logprobs[v]
+            row["kl"] = (self.neg_final_entropy - cross).clamp_min(0).cpu().numpy()
+            row["entropy"] = -torch.exp(logprobs, out=spare).mul_(logprobs).sum(-1).cpu().numpy()
+        return row

@@ -17,6 +17,7 @@ from typing import Protocol
 import torch
 
 from interp_core.core.model import LoadedModel
+from interp_core.core.recent_runs import recorded_run
 
 
 class Translator(Protocol):
@@ -41,11 +42,14 @@ def boundary_names(n_layers: int) -> list[str]:
     return [f"blocks.{b}.hook_resid_pre" for b in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
 
 
-def residual_boundaries(model: LoadedModel, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def residual_boundaries(model: LoadedModel, tokens: torch.Tensor, *, shared: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``tokens (batch, pos)`` once; return the model's logits ``(batch, pos, d_vocab)`` and
-    the residual stream at every boundary, ``(n_layers + 1, batch, pos, d_model)``."""
+    the residual stream at every boundary, ``(n_layers + 1, batch, pos, d_model)``.
+
+    With ``shared`` the run is one of the model's recent runs (:func:`~interp_core.core.recent_runs.recorded_run`):
+    the logit lens and the tuned lens of one prompt share it. The logits are then shared too: read-only."""
     names = boundary_names(model.info.n_layers)
-    logits, cache = model.run_with_cache(tokens, names)
+    logits, cache = recorded_run(model, tokens, names) if shared else model.run_with_cache(tokens, names)
     return logits, torch.stack([cache[n] for n in names])
 
 

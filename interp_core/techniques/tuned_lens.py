@@ -27,7 +27,10 @@ import gzip
 import hashlib
 import json
 import re
+import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -238,9 +241,18 @@ def read_lens_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]
 
 def fingerprint(model: LoadedModel) -> str:
     """A short digest of the unembedding and first block, so a lens is never used on other weights."""
-    w = model.weights
-    probe = torch.cat([w.W_U[:, :64].flatten(), w.blocks[0].W_Q.flatten()[:4096], w.ln_final_w.flatten()]).float().cpu()
-    return hashlib.sha1(np.round(probe.numpy(), 4).tobytes()).hexdigest()[:16]
+    found = _fingerprints.get(model)  # a loaded model's weights never change: digest them once
+    if found is None:
+        w = model.weights
+        probe = torch.cat([w.W_U[:, :64].flatten(), w.blocks[0].W_Q.flatten()[:4096], w.ln_final_w.flatten()]).float().cpu()
+        found = _fingerprints[model] = hashlib.sha1(np.round(probe.numpy(), 4).tobytes()).hexdigest()[:16]
+    return found
+
+
+_fingerprints: weakref.WeakKeyDictionary[LoadedModel, str] = weakref.WeakKeyDictionary()
+_read_lock = threading.Lock()
+_read_lenses: OrderedDict[tuple, TunedLens] = OrderedDict()  # by file identity; a page asks for the lens once per request
+READ_LENSES_KEPT = 2
 
 
 def load_tuned_lens(model: LoadedModel, directory: Path | None = None) -> TunedLens | None:
@@ -256,17 +268,35 @@ def load_tuned_lens(model: LoadedModel, directory: Path | None = None) -> TunedL
     path = _file_in(directory)
     if path is None:
         return None
-    meta, t = read_lens_file(path)
-    if meta["fingerprint"] != fingerprint(model):
+    lens = _read_lens(path)
+    if lens.fingerprint != fingerprint(model):
         return None
+    if lens.weight.shape != (model.info.n_layers, model.info.d_model, model.info.d_model):
+        return None
+    return lens
+
+
+def _read_lens(path: Path) -> TunedLens:
+    """The lens in ``path``, read once per version of the file (path, inode, size, modification time):
+    reading and de-quantising the shipped file costs about 0.15 s of CPU, on every lens request otherwise.
+    A saved lens replaces its file (a new inode), so a retrained lens is always read afresh."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    with _read_lock:
+        if (found := _read_lenses.get(key)) is not None:
+            _read_lenses.move_to_end(key)
+            return found
+    meta, t = read_lens_file(path)
     weight = t["weight"] if "weight" in t else t["weight_int8"].float() * t["weight_scale"].float()
     lens = TunedLens(
         model_name=meta["model_name"], fingerprint=meta["fingerprint"], weight=weight, bias=t["bias"].float(),
         heldout_kl_logit=t["heldout_kl_logit"].numpy(), heldout_kl_tuned=t["heldout_kl_tuned"].numpy(),
         train_tokens=int(meta["train_tokens"]), train_seconds=float(meta["train_seconds"]), config=json.loads(meta["config"]),
     )
-    if lens.weight.shape != (model.info.n_layers, model.info.d_model, model.info.d_model):
-        return None
+    with _read_lock:
+        _read_lenses[key] = lens
+        while len(_read_lenses) > READ_LENSES_KEPT:
+            _read_lenses.popitem(last=False)
     return lens
 
 

@@ -312,3 +312,22 @@ class TestCachedSpec:
         spec = {**pattern_spec(tuple(labels)), "title": "t", "data": {"values": df.to_dict(orient="records")}}
         text = build_html_report("Attention", {}, [{"name": "attention_L0H0", "caption": "", "chart": spec, "data": df}])
         assert "<svg" in text and "could not be rendered" not in text
+
+
+class TestSliderMoveCost:
+    @pytest.mark.parametrize("family", ["gpt2", "llama"])
+    def test_loaded_model_is_freed_without_the_cycle_collector(self, tiny_model_dirs, family):
+        """A loaded model holds no reference cycles: ui.state freezes the heap after each load (gc.freeze, so
+        Streamlit's gc.collect after every script run stops walking it), which leaks only what a cycle holds."""
+        import gc
+        import weakref
+
+        model = load_model(str(tiny_model_dirs[family]))
+        refs = [weakref.ref(model), weakref.ref(model.hf_model), weakref.ref(model.adapter)]
+        gc.collect()
+        gc.disable()
+        try:
+            del model
+            assert [ref() is None for ref in refs] == [True, True, True]
+        finally:
+            gc.enable()

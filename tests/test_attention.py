@@ -273,6 +273,16 @@ class TestPage:
         assert any("only attends backwards" in e.value for e in page.error)
         assert len(_charts(page)) >= 4  # the other views keep working
 
+    def test_long_prompt_draws_every_view(self, page, tiny_gpt2):
+        """Past 70 tokens one head's grid passes Altair's 5000-row limit: the page still draws every view, no error."""
+        prompt = "Mary had a little lamb. " * 5
+        assert 70 < tiny_gpt2.unknown_tokens(prompt)[1] <= 128
+        page.session_state["prompt"] = prompt
+        page.run()
+        assert not page.exception, page.exception
+        assert [e.value for e in page.error] == []
+        assert len(_charts(page)) >= 5
+
     def test_overlong_prompt_shows_error(self, page):
         page.session_state["prompt"] = "Mary " * 200  # the sidebar is not reachable after switch_page in AppTest
         page.run()

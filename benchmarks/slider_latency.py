@@ -4,8 +4,10 @@ Starts a fresh server (``python -m ui.serve``), opens the Attention page on the 
 headless Chromium, waits until it is idle, then moves the Layer slider ``--moves`` times with the
 keyboard (ArrowRight, then ArrowLeft at the top end) and times each move from the key press
 until the app is idle again and the one-head chart shows the new layer (its download button is
-keyed ``attention_L{layer}H{head}``). Prints every time, the median and the p90, and stops the
-server.
+keyed ``attention_L{layer}H{head}``). Prints every time, the median and the p90, the server's CPU
+time per move (its process's user+system time from the key press until 0.2 s after the page is
+idle, so work the server does after its last message counts too: less noisy than wall time on a
+shared machine) and the load average before and after, and stops the server.
 
     .venv/bin/python benchmarks/slider_latency.py [--moves 15] [--port 8630]
 """
@@ -21,6 +23,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -59,7 +63,13 @@ def settled(page, selector: str, timeout_ms: int) -> None:
     )
 
 
-def measure(url: str, moves: int) -> list[float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def measure(url: str, moves: int, server_pid: int) -> tuple[list[float], list[float]]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -75,18 +85,21 @@ def measure(url: str, moves: int) -> list[float]:
                             for name, attr in (("min", "min"), ("max", "max"), ("now", "value")))
         step = 1 if layer < high else -1
         thumb.focus()
-        times = []
+        times, cpu = [], []
         for _ in range(moves):
             if not low <= layer + step <= high:
                 step = -step
             layer += step
+            cpu_start = cpu_seconds(server_pid)
             start = time.perf_counter()
             page.keyboard.press("ArrowRight" if step > 0 else "ArrowLeft")
             settled(page, f"[class*='st-key-attention_L{layer}H']", 120_000)
             times.append(time.perf_counter() - start)
+            page.wait_for_timeout(200)
+            cpu.append(cpu_seconds(server_pid) - cpu_start)
             thumb.focus()
         browser.close()
-    return times
+    return times, cpu
 
 
 def main() -> None:
@@ -95,9 +108,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8630)
     args = parser.parse_args()
     (ROOT / "artifacts").mkdir(exist_ok=True)
+    load_before = os.getloadavg()
     proc = start_server(args.port)
     try:
-        times = measure(f"http://127.0.0.1:{args.port}", args.moves)
+        times, cpu = measure(f"http://127.0.0.1:{args.port}", args.moves, proc.pid)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
@@ -105,6 +119,9 @@ def main() -> None:
     p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
     print("moves:", " ".join(f"{t:.3f}" for t in times))
     print(f"median {statistics.median(times):.3f} s, p90 {p90:.3f} s over {len(times)} moves")
+    print(f"server CPU per move: median {statistics.median(cpu):.3f} s (" + " ".join(f"{c:.2f}" for c in cpu) + ")")
+    print("load average (1, 5, 15 min): before " + " ".join(f"{x:.2f}" for x in load_before)
+          + ", after " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 import streamlit as st
@@ -41,13 +43,13 @@ for col, (label, (text, pick)) in zip(cols[1:], EXAMPLES.items()):
 patterns = runner.run_or_stop(model, PatternsRequest(prompt, MAX_TOKENS))
 
 
-def index_slider(label: str, size: int, key: str, default: int) -> int:
+def index_slider(label: str, size: int, key: str, default: Callable[[], int]) -> int:
     """A 0..size-1 slider bound to the URL; a model with one choice gets a caption instead."""
     if size == 1:
         st.caption(f"{label}: 0 (this model has only one)")
         return 0
     if key not in st.session_state and key not in st.query_params:
-        st.session_state[key] = default  # first visit: open on a head with a clear job
+        st.session_state[key] = default()  # first visit: open on a head with a clear job
     elif st.session_state.get(key, 0) >= size:
         st.session_state[key] = size - 1  # a smaller model was picked since
     return st.slider(label, 0, size - 1, key=key, bind="query-params")
@@ -58,12 +60,13 @@ def explore() -> None:
     """Sliders, tabs and every chart they drive: a slider move reruns only this, reading the cached patterns."""
     # Every chart of the page is drawn here: forget the previous run's (the sidebar's report holds this list).
     forget_charts()
-    best_layer, best_head, _ = (patterns.scores.ranked("previous_token", 1) or [(0, 0, 0.0)])[0]
+    # the top previous-token head, asked for on a first visit only (ranking every head is ~10 ms of a move)
+    best = lru_cache(lambda: (patterns.scores.ranked("previous_token", 1) or [(0, 0, 0.0)])[0])
     left, right = st.columns(2)
     with left:
-        layer = index_slider("Layer", patterns.n_layers, "attn_layer", best_layer)
+        layer = index_slider("Layer", patterns.n_layers, "attn_layer", lambda: best()[0])
     with right:
-        head = index_slider("Head", patterns.n_heads, "attn_head", best_head)
+        head = index_slider("Head", patterns.n_heads, "attn_head", lambda: best()[1])
 
     caution(
         "Attention shows where a head **reads from**, not what it writes or whether the output depends on it: "

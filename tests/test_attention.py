@@ -273,6 +273,16 @@ class TestPage:
         assert any("only attends backwards" in e.value for e in page.error)
         assert len(_charts(page)) >= 4  # the other views keep working
 
+    def test_long_prompt_draws_every_view(self, page, tiny_gpt2):
+        """Past 70 tokens one head's grid passes Altair's 5000-row limit: the page still draws every view, no error."""
+        prompt = "Mary had a little lamb. " * 5
+        assert 70 < tiny_gpt2.unknown_tokens(prompt)[1] <= 128
+        page.session_state["prompt"] = prompt
+        page.run()
+        assert not page.exception, page.exception
+        assert [e.value for e in page.error] == []
+        assert len(_charts(page)) >= 5
+
     def test_overlong_prompt_shows_error(self, page):
         page.session_state["prompt"] = "Mary " * 200  # the sidebar is not reachable after switch_page in AppTest
         page.run()
@@ -312,3 +322,22 @@ class TestCachedSpec:
         spec = {**pattern_spec(tuple(labels)), "title": "t", "data": {"values": df.to_dict(orient="records")}}
         text = build_html_report("Attention", {}, [{"name": "attention_L0H0", "caption": "", "chart": spec, "data": df}])
         assert "<svg" in text and "could not be rendered" not in text
+
+
+class TestSliderMoveCost:
+    @pytest.mark.parametrize("family", ["gpt2", "llama"])
+    def test_loaded_model_is_freed_without_the_cycle_collector(self, tiny_model_dirs, family):
+        """A loaded model holds no reference cycles: ui.state freezes the heap after each load (gc.freeze, so
+        Streamlit's gc.collect after every script run stops walking it), which leaks only what a cycle holds."""
+        import gc
+        import weakref
+
+        model = load_model(str(tiny_model_dirs[family]))
+        refs = [weakref.ref(model), weakref.ref(model.hf_model), weakref.ref(model.adapter)]
+        gc.collect()
+        gc.disable()
+        try:
+            del model
+            assert [ref() is None for ref in refs] == [True, True, True]
+        finally:
+            gc.enable()

@@ -78,7 +78,8 @@ def pattern_spec(labels: tuple[str, ...]) -> dict:
     time); a move then only fills in one head's rows (:func:`pattern_frame`) and its title.
     """
     chart, _ = pattern_chart(np.zeros((len(labels), len(labels))), list(labels), "")
-    spec = chart.to_dict()
+    with alt.data_transformers.disable_max_rows():  # past 70 tokens the pos x pos rows pass Altair's 5000 (dropped below anyway)
+        spec = chart.to_dict()
     for field in ("data", "datasets", "title"):
         spec.pop(field, None)
     return spec

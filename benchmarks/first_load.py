@@ -1,7 +1,7 @@
 """First load of every page: start a fresh server, open each page once in headless Chromium, and
 print the seconds from navigation to its first chart on screen (and to the end of its first run).
 
-    .venv/bin/python benchmarks/first_load.py [--port 8612] [--goal 5]
+    .venv/bin/python benchmarks/first_load.py [--port 8612] [--goal 5] [--pages induction_heads,steering]
 
 Pages are opened one after another in menu order, each in a new browser tab, with the server's
 defaults (the default model, the sidebar's default prompt, each page's first preset), as a workshop
@@ -90,6 +90,8 @@ def main() -> int:
     parser.add_argument("--goal", type=float, default=5.0, help="seconds each page should draw its first chart within")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds before a page counts as failed")
     parser.add_argument("--shots", type=Path, default=None, help="directory for a screenshot of each page")
+    parser.add_argument("--pages", default="", help="comma-separated page slugs (e.g. probing,steering) to open after Home, "
+                        "which is always opened first (the model load); default: every page")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -105,6 +107,12 @@ def main() -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             files = page_files()
+            if args.pages:
+                wanted = set(args.pages.split(","))
+                unknown = wanted - {page_slug(f) for f in files}
+                if unknown:
+                    raise SystemExit(f"unknown page(s) {sorted(unknown)}; pages: {', '.join(page_slug(f) for f in files)}")
+                files = [f for i, f in enumerate(files) if i == 0 or page_slug(f) in wanted]
             for i, path in enumerate(files):
                 slug = page_slug(path)
                 url = f"http://127.0.0.1:{args.port}/{'' if i == 0 else slug}"

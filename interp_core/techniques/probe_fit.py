@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 RIDGE_ALPHA = 1 / 0.03  # ridge penalty on standardised states; calibrated against LogisticRegression(C=0.1), see above
 ROW_CHUNK = 8  # layers fitted together: bounds the float64 Gram matrices (rows x folds x d_model^2) to about 100 MB
@@ -62,44 +63,56 @@ def fit_linear_probes(
     y = torch.as_tensor(np.stack(targets)).long()  # (T, n)
     n_rows, n_items, d = x.shape
     n_tasks, n_folds, k = len(targets), len(splits), n_classes
-    onehot = torch.nn.functional.one_hot(y, k).double()  # (T, n, K)
-    train = torch.zeros(n_folds, n_items, dtype=torch.float64)
-    for f, (idx, _) in enumerate(splits):
-        train[f, torch.as_tensor(idx)] = 1.0
-    count = train.sum(1)  # (F,)
+    onehot = torch.nn.functional.one_hot(y, k).double().permute(1, 0, 2).reshape(n_items, n_tasks * k)  # (n, T*K)
+    tests = [torch.as_tensor(test) for _, test in splits]
+    if not torch.equal(torch.cat(tests).sort().values, torch.arange(n_items)):
+        raise ValueError("the test sets of the splits must partition the items (each item tested by exactly one fold)")
+    count = torch.tensor([float(n_items - len(test)) for test in tests], dtype=torch.float64)  # training items per fold (F,)
+
+    # Every sum over a fold's training items is the sum over all items minus the one over its test items, and the
+    # test sets partition the items: one pass over each test set gives both (Gram, sums, cross-products).
+    x_test = [x[:, test] for test in tests]  # (R, n_f, d) each
+    test_gram = np.empty((n_rows, n_folds, d, d))
+    with threadpool_limits(1):  # OpenBLAS's threads spin while they wait: on a busy 2-core machine two took 15x the CPU
+        for f, t in enumerate(x_test):
+            for r in range(n_rows):
+                a = t[r].numpy()
+                np.matmul(a.T, a, out=test_gram[r, f])  # numpy makes a.T @ a one symmetric rank-k update: half the work
+    test_gram = torch.from_numpy(test_gram)
+    test_sum = torch.stack([t.sum(1) for t in x_test], dim=1)  # (R, F, d)
+    test_cross = torch.stack([t.transpose(1, 2) @ onehot[test] for t, test in zip(x_test, tests)], dim=1)  # (R, F, d, T*K)
+    test_ysum = torch.stack([onehot[test].sum(0) for test in tests])  # (F, T*K)
+    total = test_gram.sum(1, keepdim=True)
+    gram = test_gram.neg_().add_(total)  # each fold's training Gram, all items' minus its test items', in place (R, F, d, d)
+    mu = (test_sum.sum(1, keepdim=True) - test_sum) / count[None, :, None]  # (R, F, d)
+    cross = test_cross.sum(1, keepdim=True) - test_cross  # X_train^T Y_train (R, F, d, T*K)
+    ybar = (test_ysum.sum(0) - test_ysum) / count[:, None]  # (F, T*K)
 
     # standardisation per (row, fold) on its training items, as StandardScaler (ddof 0, zero sd -> 1)
-    mu = torch.einsum("fn,rnd->rfd", train, x) / count[None, :, None]  # (R, F, d)
-    var = torch.einsum("fn,rnd->rfd", train, x * x) / count[None, :, None] - mu * mu
+    var = gram.diagonal(dim1=-2, dim2=-1) / count[None, :, None] - mu * mu
     sd = var.clamp_min(0).sqrt()
     sd = torch.where(sd < 1e-6 * sd.amax(-1, keepdim=True).clamp_min(1e-12), torch.ones_like(sd), sd)
     inv_sd = 1.0 / sd
-
-    total = x.transpose(1, 2) @ x  # (R, d, d); each fold's training Gram = total - its test items' Gram
-    gram = torch.stack([total - (lambda t: t.transpose(1, 2) @ t)(x[:, train[f] == 0]) for f in range(n_folds)], dim=1)
-    centred = gram - count[None, :, None, None] * mu[..., :, None] * mu[..., None, :]  # (R, F, d, d)
-    std_gram = centred * inv_sd[..., :, None] * inv_sd[..., None, :] + alpha * torch.eye(d, dtype=torch.float64)
-
-    # X_std^T (Y - mean Y) per (row, fold, task): (R, F, d, T*K)
-    cross = torch.einsum("fn,rnd,tnk->rfdtk", train, x, onehot)
-    ybar = torch.einsum("fn,tnk->ftk", train, onehot) / count[:, None, None]  # (F, T, K)
-    rhs = (cross - count[None, :, None, None, None] * mu[..., None, None] * ybar[None, :, None]) * inv_sd[..., None, None]
+    # the standardised, penalised Gram, in place (each (R, F, d, d) float64 temporary is ~100 MB):
+    # (gram - count mu mu^T) / (sd sd^T) + alpha I
+    std_gram = gram.sub_((count[None, :, None] * mu)[..., :, None] * mu[..., None, :])
+    std_gram.mul_(inv_sd[..., :, None]).mul_(inv_sd[..., None, :]).diagonal(dim1=-2, dim2=-1).add_(alpha)
+    # X_std^T (Y - mean Y) per (row, fold): (R, F, d, T*K)
+    rhs = (cross - count[None, :, None, None] * mu[..., None] * ybar[None, :, None]) * inv_sd[..., None]
     # numpy's LAPACK, not torch's: in the full test suite torch's solve failed ("Pivots given to lu_solve must
-    # all be greater or equal to 1") after other tests had run torch work on background threads
-    w = torch.from_numpy(np.linalg.solve(std_gram.numpy(), rhs.reshape(n_rows, n_folds, d, n_tasks * k).numpy()))
-    w = w.reshape(n_rows, n_folds, d, n_tasks, k)  # weights on standardised states
+    # all be greater or equal to 1") after other tests had run torch work on background threads; one BLAS thread
+    with threadpool_limits(1):
+        w = torch.from_numpy(np.linalg.solve(std_gram.numpy(), rhs.numpy()))  # weights on standardised states
+    w = w.reshape(n_rows, n_folds, d, n_tasks, k)
 
-    # outputs on every item: ((x - mu) / sd) @ W + ybar, absent classes masked out
-    v = (w * inv_sd[..., None, None]).permute(0, 2, 1, 3, 4).reshape(n_rows, d, n_folds * n_tasks * k)
-    out = torch.bmm(x, v).reshape(n_rows, n_items, n_folds, n_tasks, k)
-    offset = ybar[None] - torch.einsum("rfd,rfdtk->rftk", mu * inv_sd, w)  # (R, F, T, K)
-    present = torch.zeros(n_folds, n_tasks, k, dtype=torch.bool)
-    for f in range(n_folds):
-        for t in range(n_tasks):
-            present[f, t, y[t][train[f] > 0].unique()] = True
-    out = out + offset[:, None] + torch.where(present, 0.0, float("-inf"))[None, None]
-    predicted = out.argmax(-1)  # (R, n, F, T)
+    # outputs on each fold's test items only: ((x - mu) / sd) @ W + ybar, absent classes masked out
+    offset = ybar.reshape(n_folds, n_tasks, k)[None] - torch.einsum("rfd,rfdtk->rftk", mu * inv_sd, w)  # (R, F, T, K)
     result = np.zeros((n_tasks, n_rows, n_items), dtype=np.int64)
-    for f, (_, test) in enumerate(splits):
-        result[:, :, test] = predicted[:, torch.as_tensor(test), f, :].permute(2, 0, 1).numpy()
+    for f, (train, test) in enumerate(splits):
+        present = torch.zeros(n_tasks, k, dtype=torch.bool)
+        for t in range(n_tasks):
+            present[t, y[t][torch.as_tensor(train)].unique()] = True
+        out = x_test[f] @ (w[:, f] * inv_sd[:, f, :, None, None]).reshape(n_rows, d, n_tasks * k)  # (R, n_f, T*K)
+        out = out.reshape(n_rows, -1, n_tasks, k) + offset[:, f, None] + torch.where(present, 0.0, float("-inf"))
+        result[:, :, test] = out.argmax(-1).permute(2, 0, 1).numpy()
     return result

@@ -21,7 +21,6 @@ from interp_core.techniques.attention import (
     VERIFY_TOLERANCE,
     AttentionPatterns,
     VerifyRequest,
-    token_attention,
 )
 from ui import runner, state
 from ui.charts import heatmap
@@ -186,7 +185,6 @@ def show_from_token(patterns: AttentionPatterns) -> None:
     query = a.selectbox("Query token (attending)", positions, format_func=lambda i: labels[i], key="attn_query", bind="query-params")
     keys = b.multiselect("Key tokens (attended to)", positions, format_func=lambda i: labels[i], key="attn_keys", bind="query-params")
     try:  # no model run: a sum over the cached patterns, refused for a key after the query
-        values = token_attention(patterns, query, keys)
         df = runner.view("attention_from_token", patterns, "token_table", query=query, keys=keys)
     except WorkbenchError as error:
         state.show_error(error)
@@ -196,6 +194,7 @@ def show_from_token(patterns: AttentionPatterns) -> None:
                     title=f"attention from {tokens[query]!r} to {key_text}")
     show_chart(chart, df, "attention_from_token", caption="Each cell: how much of this head's attention, at the query "
                "token, goes to the chosen key token(s). 1 = all of it.")
+    values = df["attention"].to_numpy().reshape(patterns.n_layers, patterns.n_heads)  # the table is (layer, head) row-major
     top = np.dstack(np.unravel_index(np.argsort(-values, axis=None)[:3], values.shape))[0]
     st.markdown("**Strongest:** " + ", ".join(f"{head_label(lay, h)} ({values[lay, h]:.2f})" for lay, h in top))
 

@@ -135,7 +135,6 @@ class LensResult:
             })
         return out
 
-
     def grid_table(self, first: int = 0, last: int | None = None) -> pd.DataFrame:
         """The ``{lens}_lens_grid`` table of :meth:`tables` for the boundaries ``first..last`` only (indices into
         ``layers``, both included; ``last`` None: the top one), numbered from 0."""

@@ -68,22 +68,12 @@ ablate = b.toggle("Ablate this direction instead", key="steer_ablate", bind="que
 vector = dict(prompt=state.prompt(), positive=positive, negative=negative, layer=layer, pairs=pairs)
 request = request_or_stop(SteerRequest, **vector, coefficient=coefficient, max_new_tokens=n_tokens, ablate=ablate)
 
-# --- the two continuations --------------------------------------------------------------------------
+# --- the two continuations, drawn after the sweep below -------------------------------------
+# The sweep is one batched forward (under a second); the continuations are two token-by-token generations
+# (seconds on a CPU). Their place on the page comes first, but the sweep is computed and drawn before
+# them, so the page's first chart does not wait for the generation, which then streams into its place.
 st.subheader("Continuations (greedy)")
-how = "direction ablated at every block" if ablate else f"c = {coefficient:g} × v added at layer {layer}"
-result = continuations(model, request, ("Unsteered", f"Steered: {how}"))
-if result is None:
-    st.stop()
-st.caption(f"v averages {result.n_pairs} pair(s); |v| = {result.vector_norm:.1f}. Position 0 (the attention sink) is never steered.")
-page.explain(
-    """
-Left: the model's own greedy continuation. Right: the same prompt with the edit in place during the whole run,
-prompt and every generated token (with the KV cache, each step runs the new position only; it is steered too).
-**Activation addition** adds `c · v` to the residual stream entering block L, with `v` = the positive prompt's
-residual minus the negative one's at their last token. **Ablation** removes `v`'s direction from the residual
-stream entering every block instead: if the model needs that direction, its behaviour should change.
-"""
-)
+continuation_box = st.container()
 
 # --- the sweep ------------------------------------------------------------------------------------------
 st.subheader("How the next token moves with c")
@@ -95,6 +85,22 @@ if sweep is not None:
         "probability that the next token is the target. A direction that carries the concept raises it smoothly from "
         "c = 0; past some c the run breaks and every probability falls (the top token turns into junk).",
         label="How to read the sweep",
+    )
+
+with continuation_box:
+    how = "direction ablated at every block" if ablate else f"c = {coefficient:g} × v added at layer {layer}"
+    result = continuations(model, request, ("Unsteered", f"Steered: {how}"))
+    if result is None:
+        st.stop()
+    st.caption(f"v averages {result.n_pairs} pair(s); |v| = {result.vector_norm:.1f}. Position 0 (the attention sink) is never steered.")
+    page.explain(
+        """
+Left: the model's own greedy continuation. Right: the same prompt with the edit in place during the whole run,
+prompt and every generated token (with the KV cache, each step runs the new position only; it is steered too).
+**Activation addition** adds `c · v` to the residual stream entering block L, with `v` = the positive prompt's
+residual minus the negative one's at their last token. **Ablation** removes `v`'s direction from the residual
+stream entering every block instead: if the model needs that direction, its behaviour should change.
+"""
     )
 
 # --- what the vector promotes ---------------------------------------------------------------------------

@@ -4,7 +4,9 @@ One command starts a fresh server (``python -m ui.serve``, default model), opens
 context per participant, and runs three phases:
 
 - follow:  for each of Home, Logit Lens, Attention, Activation Patching and DLA, every participant
-           opens the presenter's link (same page, same preset) within 5 s of the others;
+           opens the presenter's link (same page, same preset) within 5 s of the others; with
+           ``--follow-by menu`` participants open Home by the link and then click each page in the
+           sidebar menu of that same tab instead (in-app navigation: no page reload);
 - explore: each participant brings a prompt of its own (10-25 tokens, different for everyone,
            set through the page link, as a shared link would) and opens Home, Logit Lens,
            Attention and DLA with it, arrivals spread at random over 60 s;
@@ -16,7 +18,10 @@ from the key press until the one-head chart of the new layer/head is drawn. For 
 explore, the data behind every chart ("Download JSON" of each chart, fetched by the chart's name)
 is compared with a solo run of the same page and prompt on a second fresh server, as
 ``benchmarks/load.py`` does, and the chart names themselves must match. Prints p50/p95 per phase
-and page, the failures, and the server's peak RSS; exits 1 if anything failed.
+and page, the failures, the server's peak RSS, and per phase the CPU seconds spent by the server and
+by the rest of the machine (the browsers: Chromium and Playwright's driver, on an otherwise quiet
+machine) against the wall time: on one machine they share, that split says whose work the waiting
+was. Exits 1 if anything failed.
 
 Goals on the 2-core reference machine (issue #23): follow p95 < 2 s, explore p95 < 15 s, tinker
 p95 < 1 s, 0 failures, RSS < 3 GB. The browsers run on the same machine as the server here (in a
@@ -25,6 +30,7 @@ measurement.
 
     .venv/bin/python benchmarks/workshop.py                      # 30 participants, all phases
     .venv/bin/python benchmarks/workshop.py --participants 4 --phases follow,tinker --spread 10
+    .venv/bin/python benchmarks/workshop.py --phases follow --follow-by menu
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ MAX_CHARTS = 4  # chart data files compared per page visit
 PRESET = "When Mary and John went to the store, John gave a drink to"  # the presenter's link
 FOLLOW_PAGES = [("home", ""), ("logit_lens", "logit_lens"), ("attention", "attention"),
                 ("activation_patching", "activation_patching"), ("dla", "direct_logit_attribution")]
+TITLES = {"home": "Interpretability Workbench", "logit_lens": "Logit Lens", "attention": "Attention",
+          "activation_patching": "Activation Patching", "dla": "Direct Logit Attribution"}  # menu entries and page titles
 EXPLORE_PAGES = [("home", ""), ("logit_lens", "logit_lens"), ("attention", "attention"), ("dla", "direct_logit_attribution")]
 SUBJECTS = ["The old lighthouse keeper", "A young violinist from Prague", "The tired delivery driver", "My neighbour's grey cat",
             "The chemistry teacher", "An engineer at the harbour", "The village baker", "A retired astronaut",
@@ -115,21 +123,49 @@ async def open_page(page, base: str, path: str, timeout_ms: int) -> float:
     return time.perf_counter() - started - 0.5
 
 
+async def open_by_menu(page, title: str, timeout_ms: int) -> float:
+    """Click ``title`` in the sidebar menu of ``page`` (the app open in it): seconds until the page is settled."""
+    started = time.perf_counter()
+    await page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click(timeout=timeout_ms)
+    await page.wait_for_selector(f"[data-testid='stMain'] h1:has-text('{title}')", timeout=timeout_ms)
+    await settled(page, timeout_ms)
+    await page.wait_for_timeout(500)
+    await settled(page, timeout_ms)
+    return time.perf_counter() - started - 0.5
+
+
+async def check_visit(page, v: Visit, timeout_ms: int, with_data: bool) -> None:
+    """Record the first problem the page shows, else (``with_data``) its charts' data."""
+    problems = await page.query_selector_all("[data-testid='stException'], [data-testid='stAlertContentError']")
+    if problems:
+        v.error = (await problems[0].inner_text())[:200]
+    elif with_data:
+        v.data = await chart_downloads(page, timeout_ms, MAX_CHARTS)
+        await settled(page, timeout_ms)
+
+
 async def visit(browser_context, base: str, v: Visit, timeout_ms: int, delay: float, with_data: bool) -> Visit:
+    """Open ``v.path`` in a new tab of ``browser_context`` after ``delay`` seconds, then close the tab."""
     await asyncio.sleep(delay)
     page = await browser_context.new_page()
     try:
         v.seconds = await open_page(page, base, v.path, timeout_ms)
-        problems = await page.query_selector_all("[data-testid='stException'], [data-testid='stAlertContentError']")
-        if problems:
-            v.error = (await problems[0].inner_text())[:200]
-        elif with_data:
-            v.data = await chart_downloads(page, timeout_ms, MAX_CHARTS)
-            await settled(page, timeout_ms)
+        await check_visit(page, v, timeout_ms, with_data)
     except Exception as error:  # a participant's failure is counted, not raised
         v.error = f"{type(error).__name__}: {str(error)[:200]}"
     finally:
         await page.close()
+    return v
+
+
+async def visit_by_menu(page, base: str, v: Visit, title: str | None, timeout_ms: int, delay: float) -> Visit:
+    """In the participant's one tab ``page``: open ``v.path`` by its link (``title`` None) or click ``title`` in the menu."""
+    await asyncio.sleep(delay)
+    try:
+        v.seconds = await (open_page(page, base, v.path, timeout_ms) if title is None else open_by_menu(page, title, timeout_ms))
+        await check_visit(page, v, timeout_ms, True)
+    except Exception as error:
+        v.error = f"{type(error).__name__}: {str(error)[:200]}"
     return v
 
 
@@ -163,7 +199,7 @@ async def tinker(browser_context, base: str, v: Visit, timeout_ms: int, spread: 
     return v
 
 
-async def run_phase(base: str, phase: str, n: int, spread: float, timeout_ms: int, seed: int) -> list[Visit]:
+async def run_phase(base: str, phase: str, n: int, spread: float, timeout_ms: int, seed: int, follow_by: str = "link") -> list[Visit]:
     from playwright.async_api import async_playwright
 
     rng = random.Random(seed)
@@ -171,6 +207,14 @@ async def run_phase(base: str, phase: str, n: int, spread: float, timeout_ms: in
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         contexts = [await browser.new_context(accept_downloads=True) for _ in range(n)]
         try:
+            if phase == "follow" and follow_by == "menu":  # one tab each: Home by the link, then the menu
+                tabs = [await c.new_page() for c in contexts]
+                out = []
+                for i, (name, slug) in enumerate(FOLLOW_PAGES):
+                    out += await asyncio.gather(*(visit_by_menu(t, base, Visit("follow", name, url(slug, prompt=PRESET)),
+                                                                TITLES[name] if i else None, timeout_ms, rng.uniform(0, 5))
+                                                  for t in tabs))
+                return out
             if phase == "follow":  # page by page: everyone within 5 s, then the presenter moves on
                 out = []
                 for name, slug in FOLLOW_PAGES:
@@ -233,6 +277,19 @@ class RssWatch:
         return self.peak
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used so far, from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> float:
+    """CPU seconds the whole machine has been busy so far (all CPUs: user, nice, system, irq, softirq, steal)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 GOALS = {"follow": 2.0, "explore": 15.0, "tinker": 1.0}
 
 
@@ -247,6 +304,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=600, help="seconds any one page load or move may take (600)")
     parser.add_argument("--no-solo", action="store_true", help="skip the solo runs (no chart-data comparison)")
     parser.add_argument("--seed", type=int, default=23)
+    parser.add_argument("--follow-by", choices=("link", "menu"), default="link",
+                        help="follow: open each page by the presenter's link (default) or by a click in the sidebar menu")
     args = parser.parse_args()
     phases = [p for p in args.phases.split(",") if p]
     timeout_ms = args.timeout * 1000
@@ -255,13 +314,16 @@ def main() -> int:
     server = start_server(port)
     watch = RssWatch(server.pid)
     results: list[Visit] = []
-    walls = {}
+    walls, cpu = {}, {}
     try:
         for phase in phases:
-            t0 = time.perf_counter()
-            results += asyncio.run(run_phase(f"http://127.0.0.1:{port}", phase, args.participants, args.spread, timeout_ms, args.seed))
+            t0, server0, machine0 = time.perf_counter(), process_cpu(server.pid), machine_cpu()
+            results += asyncio.run(run_phase(f"http://127.0.0.1:{port}", phase, args.participants, args.spread, timeout_ms, args.seed,
+                                             args.follow_by))
             walls[phase] = time.perf_counter() - t0
-            print(f"{phase}: done in {walls[phase]:.0f} s", flush=True)
+            server_s = process_cpu(server.pid) - server0
+            cpu[phase] = (server_s, machine_cpu() - machine0 - server_s)
+            print(f"{phase}: done in {walls[phase]:.0f} s; CPU seconds: server {cpu[phase][0]:.0f}, rest of the machine {cpu[phase][1]:.0f}", flush=True)
     finally:
         peak = watch.stop()
         stop_server(server)
@@ -290,6 +352,10 @@ def main() -> int:
             if times:
                 goal = GOALS[phase] if name != "patching sweep" else float("nan")
                 print(f"{phase:8s} {name:22s} {len(times):4d} {percentile(times, 0.5):7.2f} {percentile(times, 0.95):7.2f} {goal:9.1f}")
+    print(f"\n{'phase':8s} {'wall s':>7s} {'server CPU s':>13s} {'browsers CPU s':>15s}  (browsers: the rest of the machine; "
+          f"available: wall x {os.cpu_count()} CPUs)")
+    for phase in phases:
+        print(f"{phase:8s} {walls[phase]:7.0f} {cpu[phase][0]:13.0f} {cpu[phase][1]:15.0f}  ({walls[phase] * (os.cpu_count() or 1):.0f} available)")
     return report_failures(failures)
 
 

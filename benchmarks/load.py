@@ -119,9 +119,11 @@ async def chart_downloads(page, timeout_ms: int, most: int) -> dict:
     data: dict = {"_charts": sorted(set(names["all"]))}
     for name in sorted(set(names["shown"]))[:most]:
         button = page.locator(f".st-key-{name}-json button").first
-        await button.wait_for(state="visible", timeout=60_000)
-        async with page.expect_download(timeout=60_000) as info:
-            await button.click()
+        # the session's own time limit, not a shorter one: on a machine that also runs every browser, a starved
+        # browser can take minutes to draw a button, and that is latency (measured), not a wrong chart
+        await button.wait_for(state="visible", timeout=timeout_ms)
+        async with page.expect_download(timeout=timeout_ms) as info:
+            await button.click(timeout=timeout_ms)
         download = await info.value
         await page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
         data[download.suggested_filename] = json.loads(Path(await download.path()).read_text())

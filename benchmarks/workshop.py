@@ -199,13 +199,21 @@ async def tinker(browser_context, base: str, v: Visit, timeout_ms: int, spread: 
     return v
 
 
+async def new_context(browser, timeout_ms: int):
+    """A participant's browser context whose waits all get the run's time limit."""
+    context = await browser.new_context(accept_downloads=True)
+    context.set_default_timeout(timeout_ms)
+    return context
+
+
 async def run_phase(base: str, phase: str, n: int, spread: float, timeout_ms: int, seed: int, follow_by: str = "link") -> list[Visit]:
     from playwright.async_api import async_playwright
 
     rng = random.Random(seed)
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        contexts = [await browser.new_context(accept_downloads=True) for _ in range(n)]
+        # every wait gets the run's time limit (Playwright's default is 30 s): under load, slowness is measured, not failed
+        contexts = [await new_context(browser, timeout_ms) for _ in range(n)]
         try:
             if phase == "follow" and follow_by == "menu":  # one tab each: Home by the link, then the menu
                 tabs = [await c.new_page() for c in contexts]
@@ -230,7 +238,7 @@ async def run_phase(base: str, phase: str, n: int, spread: float, timeout_ms: in
             # tinker: everyone on Attention with the presenter's prompt; two others sweep
             sliders = [tinker(c, base, Visit("tinker", "attention sliders", url("attention", prompt=PRESET)), timeout_ms, spread, 10,
                               random.Random(seed + i)) for i, c in enumerate(contexts)]
-            sweeps = [visit(await browser.new_context(), base, Visit("tinker", "patching sweep", url("activation_patching", **s)),
+            sweeps = [visit(await new_context(browser, timeout_ms), base, Visit("tinker", "patching sweep", url("activation_patching", **s)),
                             timeout_ms, rng.uniform(0, 5), False) for s in SWEEPS]
             return list(await asyncio.gather(*sliders, *sweeps))
         finally:
@@ -246,7 +254,7 @@ async def solo(base: str, visits: list[Visit], timeout_ms: int) -> dict[str, Vis
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             for path in dict.fromkeys(v.path for v in visits):
-                context = await browser.new_context(accept_downloads=True)
+                context = await new_context(browser, timeout_ms)
                 out[path] = await visit(context, base, Visit("solo", "", path), timeout_ms, 0, True)
                 await context.close()
         finally:

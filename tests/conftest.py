@@ -15,6 +15,20 @@ from interp_core.core.model import LoadedModel  # noqa: E402
 from interp_core.testing.tiny_models import FAMILIES, save_tiny_model  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_probe_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Probing states cached by the tests go to a folder of the suite's own: written to the user's cache, the tiny
+    models' files pushed the default model's out of its newest-six pruning, and a presenter's next Probing page then
+    extracted them again."""
+    from interp_core.techniques import probe_cache
+
+    patch = pytest.MonkeyPatch()
+    folder = tmp_path_factory.mktemp("probe_features")
+    patch.setattr(probe_cache, "cache_dir", lambda: folder)
+    yield folder
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One saved tiny model directory per family."""

@@ -26,13 +26,18 @@ KEEP = 6
 VERSION = "1"  # bump when what extract_features stores changes
 
 
+def cache_dir() -> Path:
+    """The folder of the cached states (the test suite points it at a temporary folder of its own)."""
+    return workbench_home() / "probe_features"
+
+
 def cache_path(model_fingerprint: str, dataset: str, pool: str) -> Path | None:
     """Where the states of a bundled ``dataset`` are cached for these weights; ``None`` for other datasets."""
     if dataset not in BUNDLED:
         return None
     content = hashlib.sha1((DATA_DIR / BUNDLED[dataset]["file"]).read_bytes()).hexdigest()
     key = hashlib.sha1(f"{VERSION}|{model_fingerprint}|{dataset}|{pool}|{content}".encode()).hexdigest()[:20]
-    return workbench_home() / "probe_features" / f"{dataset}-{key}.npz"
+    return cache_dir() / f"{dataset}-{key}.npz"
 
 
 def read(path: Path) -> dict[str, np.ndarray] | None:

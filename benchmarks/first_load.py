@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,44 +70,17 @@ def stop_server(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
-def time_page(browser, url: str, timeout_ms: int, shot: Path | None, *, keep_open: bool = False):
-    """Open ``url`` in a new tab of a fresh browser profile: seconds to the first chart and to the first idle
-    state, the first problem shown (or ""), and the tab if ``keep_open`` (else None: it is closed)."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+def watch(page, open_it: Callable[[], object], title: str, chart: str, timeout_ms: int,
+          shot: Path | None) -> tuple[float | None, float | None, str]:
+    """Call ``open_it`` (navigation or a click), then wait for the title ``title`` (selector), a chart ``chart`` and
+    the idle state: seconds to the chart and to idle, and the first problem shown (or "")."""
     started = time.perf_counter()
     chart_s = idle_s = None
     try:
-        page.goto(url, timeout=timeout_ms)
-        page.wait_for_selector("[data-testid='stMain'] h1", timeout=timeout_ms)
+        open_it()
+        page.wait_for_selector(title, timeout=timeout_ms)
         try:
-            page.wait_for_selector(CHART, timeout=timeout_ms)
-            chart_s = time.perf_counter() - started
-        finally:
-            page.wait_for_selector(IDLE, timeout=timeout_ms)
-            idle_s = time.perf_counter() - started
-        problems = page.query_selector_all(PROBLEMS)
-        if shot is not None:
-            page.screenshot(path=str(shot), full_page=True)
-        problem = problems[0].inner_text()[:120].replace("\n", " ") if problems else ""
-    except Exception as error:  # a page that never draws a chart is a result, not a crash
-        problem = f"{type(error).__name__}: {str(error).splitlines()[0][:100]}"
-    if not keep_open:
-        page.close()
-    return chart_s, idle_s, problem, page if keep_open else None
-
-
-def time_by_menu(page, title: str, timeout_ms: int, shot: Path | None) -> tuple[float | None, float | None, str]:
-    """Click ``title`` in the sidebar menu of ``page`` (a tab with the app open and idle): seconds to the new
-    page's first chart and to its first idle state, and the first problem shown (or "")."""
-    page.evaluate("sel => document.querySelectorAll(sel).forEach(e => e.setAttribute('data-bench-old', '1'))", CHART)
-    fresh = ", ".join(f"{c.strip()}:not([data-bench-old])" for c in CHART.split(","))
-    started = time.perf_counter()
-    chart_s = idle_s = None
-    try:
-        page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click(timeout=timeout_ms)
-        page.wait_for_selector(f"[data-testid='stMain'] h1:has-text('{title}')", timeout=timeout_ms)
-        try:
-            page.wait_for_selector(fresh, timeout=timeout_ms)
+            page.wait_for_selector(chart, timeout=timeout_ms)
             chart_s = time.perf_counter() - started
         finally:
             page.wait_for_selector(IDLE, timeout=timeout_ms)
@@ -115,8 +89,28 @@ def time_by_menu(page, title: str, timeout_ms: int, shot: Path | None) -> tuple[
         if shot is not None:
             page.screenshot(path=str(shot), full_page=True)
         return chart_s, idle_s, problems[0].inner_text()[:120].replace("\n", " ") if problems else ""
-    except Exception as error:
+    except Exception as error:  # a page that never draws a chart is a result, not a crash
         return chart_s, idle_s, f"{type(error).__name__}: {str(error).splitlines()[0][:100]}"
+
+
+def time_page(browser, url: str, timeout_ms: int, shot: Path | None, *, keep_open: bool = False):
+    """Open ``url`` in a new tab of a fresh browser profile: seconds to the first chart and to the first idle
+    state, the first problem shown (or ""), and the tab if ``keep_open`` (else None: it is closed)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    result = watch(page, lambda: page.goto(url, timeout=timeout_ms), "[data-testid='stMain'] h1", CHART, timeout_ms, shot)
+    if not keep_open:
+        page.close()
+    return (*result, page if keep_open else None)
+
+
+def time_by_menu(page, title: str, timeout_ms: int, shot: Path | None) -> tuple[float | None, float | None, str]:
+    """Click ``title`` in the sidebar menu of ``page`` (a tab with the app open and idle): seconds to the new
+    page's first chart and to its first idle state, and the first problem shown (or "")."""
+    page.evaluate("sel => document.querySelectorAll(sel).forEach(e => e.setAttribute('data-bench-old', '1'))", CHART)
+    fresh = ", ".join(f"{c.strip()}:not([data-bench-old])" for c in CHART.split(","))  # not the previous page's charts
+    link = page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True)
+    return watch(page, lambda: link.click(timeout=timeout_ms), f"[data-testid='stMain'] h1:has-text('{title}')", fresh,
+                 timeout_ms, shot)
 
 
 def measure(way: str, files: list[Path], args: argparse.Namespace) -> list[tuple[str, float | None, float | None, str]]:

@@ -23,7 +23,7 @@ from interp_core.techniques.attention import (
     VerifyRequest,
 )
 from ui import runner, state
-from ui.charts import heatmap
+from ui.charts import chart_spec, heatmap
 from ui.page import explain, show_chart
 
 
@@ -77,8 +77,7 @@ def pattern_spec(labels: tuple[str, ...]) -> dict:
     time); a move then only fills in one head's rows (:func:`pattern_frame`) and its title.
     """
     chart, _ = pattern_chart(np.zeros((len(labels), len(labels))), list(labels), "")
-    with alt.data_transformers.disable_max_rows():  # past 70 tokens the pos x pos rows pass Altair's 5000 (dropped below anyway)
-        spec = chart.to_dict()
+    spec = chart_spec(chart)  # past 70 tokens the pos x pos rows pass Altair's 5000-row check (dropped below anyway)
     for field in ("data", "datasets", "title"):
         spec.pop(field, None)
     return spec

@@ -10,6 +10,25 @@ import streamlit as st
 
 from interp_core.techniques.frames import grid_frame  # noqa: F401 (pages import it from here)
 
+try:  # the lock Streamlit holds while it switches Altair's global theme and data transformer
+    from streamlit.elements.vega_charts import _altair_globals_lock as ALTAIR_GLOBALS_LOCK
+except ImportError:  # a Streamlit without it: our own (then only our threads are kept apart)
+    import threading
+
+    ALTAIR_GLOBALS_LOCK = threading.Lock()
+
+
+def chart_spec(chart: alt.TopLevelMixin) -> dict:
+    """``chart.to_dict()`` with Altair's 5000-row check off, under Streamlit's lock for Altair's globals.
+
+    ``with alt.data_transformers.disable_max_rows()`` saves Altair's whole plugin registry on entry
+    and restores it on exit. Run outside Streamlit's lock, that restore could undo Streamlit's own
+    registration made meanwhile in another session's thread: with 20 concurrent sessions
+    (``benchmarks/load.py``) Home failed twice with "No 'to_arrow_dataset' entry point found".
+    """
+    with ALTAIR_GLOBALS_LOCK, alt.data_transformers.disable_max_rows():
+        return chart.to_dict()
+
 
 def heatmap(
     df: pd.DataFrame,

@@ -30,6 +30,7 @@ from interp_core.core.load_options import LoadOptions
 from interp_core.techniques.contract import Step
 from interp_core.techniques.view_step import ViewStep
 from ui import jobs, runner, state
+from ui.charts import chart_spec
 from ui.config import allowed_models
 from ui.loading_views import set_options
 from ui.navigation import page_files, page_question, page_slug
@@ -76,8 +77,7 @@ def _chart_cells(items: list[dict], tables: dict[str, pd.DataFrame]) -> tuple[Ch
     for item in items:
         chart = item["chart"]
         if isinstance(chart, alt.TopLevelMixin):
-            with alt.data_transformers.disable_max_rows():  # the page drew it whole; the notebook does too
-                spec = chart.to_dict()
+            spec = chart_spec(chart)  # the page drew it whole; the notebook does too
         else:
             spec = dict(chart)
         table, top = tables.get(item["name"]), spec.get("data") or {}

@@ -39,6 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 from ui.navigation import page_files, page_slug, page_title  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from load import menu_link, title_selector  # noqa: E402
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
@@ -108,9 +111,7 @@ def time_by_menu(page, title: str, timeout_ms: int, shot: Path | None) -> tuple[
     page's first chart and to its first idle state, and the first problem shown (or "")."""
     page.evaluate("sel => document.querySelectorAll(sel).forEach(e => e.setAttribute('data-bench-old', '1'))", CHART)
     fresh = ", ".join(f"{c.strip()}:not([data-bench-old])" for c in CHART.split(","))  # not the previous page's charts
-    link = page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True)
-    return watch(page, lambda: link.click(timeout=timeout_ms), f"[data-testid='stMain'] h1:has-text('{title}')", fresh,
-                 timeout_ms, shot)
+    return watch(page, lambda: menu_link(page, title).click(timeout=timeout_ms), title_selector(title), fresh, timeout_ms, shot)
 
 
 def measure(way: str, files: list[Path], args: argparse.Namespace) -> list[tuple[str, float | None, float | None, str]]:

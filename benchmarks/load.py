@@ -110,6 +110,16 @@ SHOWN_CHARTS = """() => {
 }"""
 
 
+def menu_link(page, title: str):
+    """The entry ``title`` in the app's sidebar menu, as a Playwright locator (of a sync or an async page)."""
+    return page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True)
+
+
+def title_selector(title: str) -> str:
+    """A selector for the page title ``title`` (the h1 every page starts with)."""
+    return f"[data-testid='stMain'] h1:has-text('{title}')"
+
+
 async def chart_downloads(page, timeout_ms: int, most: int) -> dict:
     """The "Download JSON" data of up to ``most`` of the page's charts, by file name, and ``"_charts"``: every chart name.
 

@@ -44,6 +44,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,11 +55,13 @@ from load import (  # noqa: E402
     chart_downloads,
     first_difference,
     free_port,
+    menu_link,
     percentile,
     report_failures,
     same,
     start_server,
     stop_server,
+    title_selector,
 )
 
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
@@ -113,25 +116,26 @@ async def settled(page, timeout_ms: int, selector: str = "[data-testid='stMain']
     )
 
 
-async def open_page(page, base: str, path: str, timeout_ms: int) -> float:
+async def opened(page, go: Callable[[], Awaitable[object]], title: str, timeout_ms: int) -> float:
+    """Await ``go()`` (a navigation or a click), then the page title selector ``title`` and a settled page:
+    the seconds it took."""
     started = time.perf_counter()
-    await page.goto(base + path, timeout=timeout_ms)
-    await page.wait_for_selector("[data-testid='stMain'] h1", timeout=timeout_ms)
+    await go()
+    await page.wait_for_selector(title, timeout=timeout_ms)
     await settled(page, timeout_ms)
     await page.wait_for_timeout(500)  # a page may rerun once after its first run (a preset filling its inputs)
     await settled(page, timeout_ms)
     return time.perf_counter() - started - 0.5
 
 
+async def open_page(page, base: str, path: str, timeout_ms: int) -> float:
+    """Open the link ``path`` in ``page``: seconds until the page is settled."""
+    return await opened(page, lambda: page.goto(base + path, timeout=timeout_ms), "[data-testid='stMain'] h1", timeout_ms)
+
+
 async def open_by_menu(page, title: str, timeout_ms: int) -> float:
     """Click ``title`` in the sidebar menu of ``page`` (the app open in it): seconds until the page is settled."""
-    started = time.perf_counter()
-    await page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click(timeout=timeout_ms)
-    await page.wait_for_selector(f"[data-testid='stMain'] h1:has-text('{title}')", timeout=timeout_ms)
-    await settled(page, timeout_ms)
-    await page.wait_for_timeout(500)
-    await settled(page, timeout_ms)
-    return time.perf_counter() - started - 0.5
+    return await opened(page, lambda: menu_link(page, title).click(timeout=timeout_ms), title_selector(title), timeout_ms)
 
 
 async def check_visit(page, v: Visit, timeout_ms: int, with_data: bool) -> None:

@@ -5,6 +5,8 @@
 - ``WORKBENCH_MAX_PROMPT_TOKENS``: the longest prompt (in tokens) any page accepts
   (enforced by the engine's tokenizer check).
 - ``WORKBENCH_MAX_HEAVY_JOBS``: heavy jobs (patching sweeps, training) running at once; others queue.
+- ``WORKBENCH_PRELOAD``: ``0`` stops ``python -m ui.serve`` from loading the sidebar's first model as the
+  server starts (it does by default, so the first visitor does not wait for it).
 """
 
 from __future__ import annotations

@@ -16,6 +16,12 @@ loads its OpenMP runtime, hence here, before anything imports torch.
 Modules that a page imports only when it first runs, and that take long to import, are imported
 in a background thread as the server starts (:data:`WARM_IMPORTS`): scikit-learn's model selection
 took about 1 s of the Probing page's first render on a fresh server (2-core machine).
+
+The model the sidebar opens with is loaded in another background thread (:func:`preload_model`) into
+the same server-wide cache that every session reads (``ui.state.get_model``), so whoever opens the
+app first does not wait for it (5-10 s for the default model on a 2-core machine); a visitor arriving
+while it loads waits for that same load instead of starting a second. ``WORKBENCH_PRELOAD=0`` turns
+this off.
 """
 
 from __future__ import annotations
@@ -46,8 +52,28 @@ def warm_imports() -> None:
             return
 
 
+def preload_model() -> None:
+    """Load the sidebar's first model into the server's model cache (a failure is left for the page to show:
+    the cache keeps no failures). The default model is left alone until converted (``./workbench start`` does
+    that first; otherwise the first page shows the conversion's progress)."""
+    from interp_core import DEFAULT_MODEL
+    from interp_core.core.loading import default_model_ready
+    from ui import state
+    from ui.config import allowed_models
+
+    spec = (allowed_models() or [DEFAULT_MODEL])[0]
+    if spec == DEFAULT_MODEL and not default_model_ready():
+        return
+    try:
+        state.get_model(spec)
+    except Exception:  # noqa: BLE001 - the sidebar loads it again and reports what went wrong
+        return
+
+
 def main() -> None:
     threading.Thread(target=warm_imports, name="warm-imports", daemon=True).start()
+    if os.environ.get("WORKBENCH_PRELOAD", "1") != "0":
+        threading.Thread(target=preload_model, name="preload-model", daemon=True).start()
     PagesManager.uses_pages_directory = False
     sys.argv = ["streamlit", "run", str(APP), *sys.argv[1:]]
     cli.main()

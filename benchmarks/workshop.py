@@ -31,6 +31,7 @@ measurement.
     .venv/bin/python benchmarks/workshop.py                      # 30 participants, all phases
     .venv/bin/python benchmarks/workshop.py --participants 4 --phases follow,tinker --spread 10
     .venv/bin/python benchmarks/workshop.py --phases follow --follow-by menu
+    .venv/bin/python benchmarks/workshop.py --phases follow --pages attention --no-solo   # one page, e.g. to look at a failure
 """
 
 from __future__ import annotations
@@ -100,6 +101,32 @@ class Visit:
     data: dict | None = None
     error: str | None = None
     moves: list[float] = field(default_factory=list)
+    step: str = "open"  # what the participant was doing: a failure says which step it was and what the tab showed
+
+
+FAILURE_SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "workshop_failures"
+TAB_STATE = """() => {
+    const app = document.querySelector("[data-testid='stApp']");
+    const status = document.querySelector("[data-testid='stStatusWidget']");
+    return `script ${app ? app.getAttribute('data-test-script-state') : 'not loaded'}, `
+         + `${document.querySelectorAll("[data-stale='true']").length} stale, `
+         + `${document.querySelectorAll("[data-testid='stVegaLiteChart'], [data-testid='stArrowVegaLiteChart']").length} charts, `
+         + `${document.querySelectorAll("[data-testid='stException'], [data-testid='stAlertContentError']").length} errors, `
+         + `status '${status ? status.innerText.trim().replace(/\\s+/g, ' ').slice(0, 60) : ''}'`;
+}"""
+
+
+async def failed(page, v: Visit, error: Exception) -> None:
+    """Record ``error`` on ``v`` with the step it ended and what the tab showed then; keep a screenshot of the tab."""
+    try:
+        shown = await page.evaluate(TAB_STATE)
+        FAILURE_SHOTS.mkdir(parents=True, exist_ok=True)
+        shot = FAILURE_SHOTS / f"{v.phase}-{v.page}-{time.time_ns()}.png".replace(" ", "_")
+        await page.screenshot(path=str(shot), full_page=True)
+        shown += f"; screenshot {shot.name}"
+    except Exception as unreadable:  # the tab itself may be gone
+        shown = f"tab unreadable ({type(unreadable).__name__})"
+    v.error = f"{type(error).__name__} at {v.step}: {str(error)[:160]} [{shown}]"
 
 
 def url(slug: str, **query: str) -> str:
@@ -144,6 +171,7 @@ async def check_visit(page, v: Visit, timeout_ms: int, with_data: bool) -> None:
     if problems:
         v.error = (await problems[0].inner_text())[:200]
     elif with_data:
+        v.step = "chart downloads"
         v.data = await chart_downloads(page, timeout_ms, MAX_CHARTS)
         await settled(page, timeout_ms)
 
@@ -156,7 +184,7 @@ async def visit(browser_context, base: str, v: Visit, timeout_ms: int, delay: fl
         v.seconds = await open_page(page, base, v.path, timeout_ms)
         await check_visit(page, v, timeout_ms, with_data)
     except Exception as error:  # a participant's failure is counted, not raised
-        v.error = f"{type(error).__name__}: {str(error)[:200]}"
+        await failed(page, v, error)
     finally:
         await page.close()
     return v
@@ -169,7 +197,7 @@ async def visit_by_menu(page, base: str, v: Visit, title: str | None, timeout_ms
         v.seconds = await (open_page(page, base, v.path, timeout_ms) if title is None else open_by_menu(page, title, timeout_ms))
         await check_visit(page, v, timeout_ms, True)
     except Exception as error:
-        v.error = f"{type(error).__name__}: {str(error)[:200]}"
+        await failed(page, v, error)
     return v
 
 
@@ -179,9 +207,11 @@ async def tinker(browser_context, base: str, v: Visit, timeout_ms: int, spread: 
     try:
         await page.set_viewport_size({"width": 1400, "height": 2000})
         v.seconds = await open_page(page, base, v.path, timeout_ms)
+        v.step = "first one-head chart"
         await settled(page, timeout_ms, "[class*='st-key-attention_L']")
         sliders = page.locator(SLIDER)
-        for _ in range(moves):
+        for move in range(moves):
+            v.step = f"slider move {move + 1}"
             await asyncio.sleep(rng.uniform(0, 2 * spread / moves))
             which = rng.randrange(2)
             thumb = sliders.nth(which)
@@ -197,7 +227,7 @@ async def tinker(browser_context, base: str, v: Visit, timeout_ms: int, spread: 
             await settled(page, timeout_ms, f"[class*='st-key-attention_L{layer}H{head}-']")
             v.moves.append(time.perf_counter() - started)
     except Exception as error:
-        v.error = f"{type(error).__name__}: {str(error)[:200]}"
+        await failed(page, v, error)
     finally:
         await page.close()
     return v
@@ -210,8 +240,13 @@ async def new_context(browser, timeout_ms: int):
     return context
 
 
-async def run_phase(base: str, phase: str, n: int, spread: float, timeout_ms: int, seed: int, follow_by: str = "link") -> list[Visit]:
+async def run_phase(base: str, phase: str, n: int, spread: float, timeout_ms: int, seed: int, follow_by: str = "link",
+                    pages: set[str] | None = None) -> list[Visit]:
+    """One phase's visits; ``pages`` (names of FOLLOW_PAGES/EXPLORE_PAGES) keeps only those pages (None: all)."""
     from playwright.async_api import async_playwright
+
+    follow_pages = [(name, slug) for name, slug in FOLLOW_PAGES if pages is None or name in pages]
+    explore_pages = [(name, slug) for name, slug in EXPLORE_PAGES if pages is None or name in pages]
 
     rng = random.Random(seed)
     async with async_playwright() as p:
@@ -222,14 +257,14 @@ async def run_phase(base: str, phase: str, n: int, spread: float, timeout_ms: in
             if phase == "follow" and follow_by == "menu":  # one tab each: Home by the link, then the menu
                 tabs = [await c.new_page() for c in contexts]
                 out = []
-                for i, (name, slug) in enumerate(FOLLOW_PAGES):
+                for i, (name, slug) in enumerate(follow_pages):
                     out += await asyncio.gather(*(visit_by_menu(t, base, Visit("follow", name, url(slug, prompt=PRESET)),
                                                                 TITLES[name] if i else None, timeout_ms, rng.uniform(0, 5))
                                                   for t in tabs))
                 return out
             if phase == "follow":  # page by page: everyone within 5 s, then the presenter moves on
                 out = []
-                for name, slug in FOLLOW_PAGES:
+                for name, slug in follow_pages:
                     out += await asyncio.gather(*(visit(c, base, Visit("follow", name, url(slug, prompt=PRESET)), timeout_ms,
                                                         rng.uniform(0, 5), True) for c in contexts))
                 return out
@@ -237,7 +272,7 @@ async def run_phase(base: str, phase: str, n: int, spread: float, timeout_ms: in
                 async def participant(i: int, context) -> list[Visit]:
                     await asyncio.sleep(rng.uniform(0, spread))
                     return [await visit(context, base, Visit("explore", name, url(slug, prompt=own_prompt(i))), timeout_ms, 0, True)
-                            for name, slug in EXPLORE_PAGES]
+                            for name, slug in explore_pages]
                 return [v for vs in await asyncio.gather(*(participant(i, c) for i, c in enumerate(contexts))) for v in vs]
             # tinker: everyone on Attention with the presenter's prompt; two others sweep
             sliders = [tinker(c, base, Visit("tinker", "attention sliders", url("attention", prompt=PRESET)), timeout_ms, spread, 10,
@@ -318,7 +353,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=23)
     parser.add_argument("--follow-by", choices=("link", "menu"), default="link",
                         help="follow: open each page by the presenter's link (default) or by a click in the sidebar menu")
+    parser.add_argument("--pages", default="", help="follow and explore only these pages, comma-separated (e.g. attention; "
+                        f"names: {', '.join(name for name, _ in FOLLOW_PAGES)}); default: all")
     args = parser.parse_args()
+    pages = set(args.pages.split(",")) if args.pages else None
+    if pages and pages - {name for name, _ in FOLLOW_PAGES}:
+        raise SystemExit(f"unknown page(s) {sorted(pages - {name for name, _ in FOLLOW_PAGES})} in --pages")
     phases = [p for p in args.phases.split(",") if p]
     timeout_ms = args.timeout * 1000
 
@@ -331,7 +371,7 @@ def main() -> int:
         for phase in phases:
             t0, server0, machine0 = time.perf_counter(), process_cpu(server.pid), machine_cpu()
             results += asyncio.run(run_phase(f"http://127.0.0.1:{port}", phase, args.participants, args.spread, timeout_ms, args.seed,
-                                             args.follow_by))
+                                             args.follow_by, pages))
             walls[phase] = time.perf_counter() - t0
             server_s = process_cpu(server.pid) - server0
             cpu[phase] = (server_s, machine_cpu() - machine0 - server_s)

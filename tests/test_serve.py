@@ -56,3 +56,27 @@ def test_a_failed_preload_is_left_for_the_sidebar_to_report(tmp_path: Path, coun
     with pytest.raises(WorkbenchError):  # not cached as a success: the sidebar tries again and shows why
         state.get_model(missing)
     assert counted_loads == [missing, missing]
+
+
+def test_probing_states_are_stored_once_and_shared(tiny_llama, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first time, the POS states go to the disk cache and to the server-wide result cache (what the Probing
+    page's first request finds); with the file there, nothing is extracted again."""
+    from interp_core.techniques import probe_cache, probing
+    from interp_core.techniques.probing import ProbeFeaturesRequest
+    from ui import jobs, runner
+
+    request = ProbeFeaturesRequest()
+    path = probe_cache.cache_path(tiny_llama.fingerprint, request.dataset, request.pool)
+    path.unlink(missing_ok=True)
+    extractions = []
+    real = probing.extract_features
+    monkeypatch.setattr(probing, "extract_features", lambda *a, **k: extractions.append(1) or real(*a, **k))
+
+    serve.prepare_probing(tiny_llama)
+    assert path.is_file() and len(extractions) == 1
+    found = jobs.lookup(runner.cache_key(tiny_llama, request))
+    assert found is not None and found.states.shape[0] == tiny_llama.info.n_layers + 1
+
+    jobs._results.pop(runner.cache_key(tiny_llama, request))
+    serve.prepare_probing(tiny_llama)  # already on disk: the page reads it back in a fraction of a second
+    assert len(extractions) == 1 and jobs.lookup(runner.cache_key(tiny_llama, request)) is None

@@ -20,6 +20,7 @@ from interp_core.techniques.steering import (
     SweepRequest,
     edited_logits,
     generate,
+    generate_pair,
     parse_pairs,
     steering_vector,
 )
@@ -109,6 +110,19 @@ class TestAddition:
             _, cached = generate(tiny_model, ids, 10, edit)
             assert cached == _greedy_without_cache(tiny_model, ids, 10, edit)
             assert len(cached) >= 3
+
+    def test_pair_generation_equals_two_separate_generations(self, tiny_model):
+        """Both continuations as one batch of two rows (the page's path) equal the unsteered and the steered
+        generation run alone, token for token, and stream each row's text as it grows."""
+        v = steering_vector(tiny_model, PAIR, 0)
+        ids = tiny_model.tokenize(PROMPT)
+        for c in (0.0, 3.0):
+            edit = Addition(v, 0, c)
+            streamed: dict[int, list[str]] = {0: [], 1: []}
+            pair = generate_pair(tiny_model, ids, 10, edit, lambda row, text, into=streamed: into[row].append(text))
+            assert pair == (generate(tiny_model, ids, 10, None), generate(tiny_model, ids, 10, edit))
+            assert [streamed[0][-1], streamed[1][-1]] == [pair[0][0], pair[1][0]]
+        assert pair[0] != pair[1]  # c = 3 does steer: the rows are not one run twice
 
     def test_steering_changes_the_continuation(self, tiny_gpt2):
         """Not vacuous: a large coefficient changes the tiny model's text."""
@@ -232,6 +246,17 @@ class TestPage:
         at.radio(key="steer_mode").set_value("Several pairs (CAA)").run()
         at.text_area(key="steer_pairs").set_value("a b,c d,e f").run()
         assert not at.exception and any("3 fields" in e.value for e in at.error)
+
+    @pytest.mark.slow
+    def test_default_preset_continuations_equal_separate_generations(self, default_model):
+        """Paris -> Rome on the default model: the page's batched pair gives the texts of two separate generations
+        (a near-tie read differently by a batch of two would show here)."""
+        ids = default_model.tokenize("The capital of France is")
+        vector = steering_vector(default_model, (("The capital of Italy", "The capital of France"),), 16)
+        edit = Addition(vector, 16, 0.75)
+        (unsteered, _), (steered, _) = generate_pair(default_model, ids, 30, edit)
+        assert (unsteered, steered) == (generate(default_model, ids, 30, None)[0], generate(default_model, ids, 30, edit)[0])
+        assert unsteered.startswith(" Paris") and steered.startswith(" Rome")
 
     @pytest.mark.slow
     def test_default_preset_reads_the_issue_numbers(self, default_model):

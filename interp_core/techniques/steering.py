@@ -386,6 +386,47 @@ def generate(model: LoadedModel, ids: torch.Tensor, max_new_tokens: int, edit: _
     return text, new
 
 
+def generate_pair(model: LoadedModel, ids: torch.Tensor, max_new_tokens: int, edit: Addition,
+                  on_text: Callable[[int, str], None] | None = None) -> tuple[tuple[str, list[int]], tuple[str, list[int]]]:
+    """The unsteered and the steered greedy continuation of ``ids (1, pos)`` as one batch of two rows, with the KV cache.
+
+    Row 0 gets coefficient 0 (adding an exact zero leaves it the unedited run), row 1 the edit's coefficient: each
+    token costs one forward for both instead of one each, and a forward of one new position is bound by reading
+    the weights, so the pair takes about the time of one continuation. Each row stops at its first special token;
+    ``on_text(row, text)`` follows both. Returns ``((text, ids) unsteered, (text, ids) steered)``, as
+    :func:`generate` gives them.
+    """
+    stop = set(getattr(model.tokenizer, "all_special_ids", []) or []) | {model.tokenizer.eos_token_id}
+    pair = Addition(edit.vector, edit.layer, torch.cat([torch.zeros(1, dtype=edit.vector.dtype, device=edit.vector.device),
+                                                        edit.coefficient.flatten()[:1]]))
+    pair.what = edit.what
+    new: tuple[list[int], list[int]] = ([], [])
+    texts = ["", ""]
+    done = [False, False]
+    past = None
+    step_ids = ids.to(model.device).repeat(2, 1)
+    with model.lock, attached(model.adapter, pair.hooks()), torch.no_grad():
+        for step in range(max_new_tokens):
+            pair.offset = 0 if step == 0 else ids.shape[1] + step - 1  # absolute position of step_ids[:, 0]
+            out = model.hf_model(input_ids=step_ids, past_key_values=past, use_cache=True, logits_to_keep=1)
+            _check_finite(out.logits[:1], "no edit")
+            _check_finite(out.logits[1:], pair.what)
+            past = out.past_key_values
+            tokens = out.logits[:, -1].argmax(-1).tolist()
+            for row, token in enumerate(tokens):
+                if done[row] or token in stop:
+                    done[row] = True
+                    continue
+                new[row].append(token)
+                texts[row] = model.tokenizer.decode(new[row])
+                if on_text is not None:
+                    on_text(row, texts[row])
+            if all(done):
+                break
+            step_ids = torch.tensor([[token] for token in tokens], device=model.device)  # a stopped row's is discarded
+    return (texts[0], new[0]), (texts[1], new[1])
+
+
 def edited_logits(model: LoadedModel, ids: torch.Tensor, edit: _Edit | None, names: list[str] = ()) -> tuple[torch.Tensor, dict]:
     """One forward of ``ids (batch, pos)`` from position 0 with ``edit`` attached, recording ``names``."""
     if edit is not None:
@@ -445,10 +486,15 @@ def steer(model: LoadedModel, request: SteerRequest, *, on_progress: Progress | 
     vector = steering_vector(model, request.all_pairs, request.layer)
     edit = Ablation(vector, model.info.n_layers) if request.ablate else Addition(vector, request.layer, request.coefficient)
     lens_layers, lens_tokens, lens_values = lens_change(model, ids, edit, request.layer)
-    progress(0.2, "generating the unsteered continuation")
-    unsteered, _ = generate(model, ids, request.max_new_tokens, None, on_token and (lambda t: on_token("unsteered", t)))
-    progress(0.55, "generating the steered continuation")
-    steered, _ = generate(model, ids, request.max_new_tokens, edit, on_token and (lambda t: on_token("steered", t)))
+    if isinstance(edit, Addition):  # both continuations in one batch of two rows
+        progress(0.2, "generating both continuations")
+        (unsteered, _), (steered, _) = generate_pair(model, ids, request.max_new_tokens, edit,
+                                                     on_token and (lambda row, t: on_token(("unsteered", "steered")[row], t)))
+    else:
+        progress(0.2, "generating the unsteered continuation")
+        unsteered, _ = generate(model, ids, request.max_new_tokens, None, on_token and (lambda t: on_token("unsteered", t)))
+        progress(0.55, "generating the steered continuation")
+        steered, _ = generate(model, ids, request.max_new_tokens, edit, on_token and (lambda t: on_token("steered", t)))
     found = sweep(model, request.prompt, vector, request.layer, request.coefficients, request.target) if request.coefficients else None
     promoted, scores = promoted_tokens(model, vector, min(TOP_K, model.info.d_vocab))
     progress(1.0, "done")

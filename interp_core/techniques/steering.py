@@ -356,13 +356,17 @@ def _check_finite(logits: torch.Tensor, what: str) -> None:
 
 
 # --- running ---------------------------------------------------------------------------------
+def _stop_ids(model: LoadedModel) -> set[int]:
+    """The tokens a base model's continuation ends at: its special tokens (end of text, a chat marker)."""
+    return set(getattr(model.tokenizer, "all_special_ids", []) or []) | {model.tokenizer.eos_token_id}
+
+
 def generate(model: LoadedModel, ids: torch.Tensor, max_new_tokens: int, edit: _Edit | None = None,
              on_text: Callable[[str], None] | None = None) -> tuple[str, list[int]]:
     """Greedy continuation of ``ids (1, pos)`` with the model's KV cache, ``edit`` attached throughout.
 
     Returns the continuation's text and token ids; stops early at a special token (end of text)."""
-    # A base model's continuation ends at its first special token (end of text, a chat marker).
-    stop = set(getattr(model.tokenizer, "all_special_ids", []) or []) | {model.tokenizer.eos_token_id}
+    stop = _stop_ids(model)
     new: list[int] = []
     text = ""
     past = None
@@ -396,7 +400,7 @@ def generate_pair(model: LoadedModel, ids: torch.Tensor, max_new_tokens: int, ed
     ``on_text(row, text)`` follows both. Returns ``((text, ids) unsteered, (text, ids) steered)``, as
     :func:`generate` gives them.
     """
-    stop = set(getattr(model.tokenizer, "all_special_ids", []) or []) | {model.tokenizer.eos_token_id}
+    stop = _stop_ids(model)
     pair = Addition(edit.vector, edit.layer, torch.cat([torch.zeros(1, dtype=edit.vector.dtype, device=edit.vector.device),
                                                         edit.coefficient.flatten()[:1]]))
     pair.what = edit.what

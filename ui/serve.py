@@ -79,7 +79,8 @@ def preload_model() -> None:
 
 def prepare_probing(model: LoadedModel) -> None:
     """Extract the Probing page's first hidden states (bundled POS set) into their disk cache when they are not
-    there yet, through the server-wide result cache, so a Probing visitor meanwhile shares this extraction."""
+    there yet, through the server-wide result cache, so a Probing visitor meanwhile shares this extraction and
+    sees its progress."""
     from interp_core.techniques import probe_cache
     from interp_core.techniques.contract import run as run_technique
     from interp_core.techniques.probing import ProbeFeaturesRequest
@@ -88,7 +89,7 @@ def prepare_probing(model: LoadedModel) -> None:
     request = ProbeFeaturesRequest()  # what the page asks for first: its first dataset, read at the last token
     path = probe_cache.cache_path(model.fingerprint, request.dataset, request.pool)
     if path is not None and not path.exists():
-        jobs.shared(runner.cache_key(model, request), lambda _progress: run_technique(model, request))
+        jobs.shared(runner.cache_key(model, request), lambda progress: run_technique(model, request, progress))
 
 
 def main() -> None:

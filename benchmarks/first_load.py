@@ -103,11 +103,10 @@ def watch(page, open_it: Callable[[], object], title: str, chart: str, timeout_m
 VIEWPORT = {"width": 1400, "height": 1800}
 
 
-def time_page(opener, url: str, timeout_ms: int, shot: Path | None, *, keep_open: bool = False):
-    """Open ``url`` in a new tab of ``opener`` (a browser: a fresh profile; a browser context: a tab of that
-    profile): seconds to the first chart and to the first idle state, the first problem shown (or ""), and
-    the tab if ``keep_open`` (else None: it is closed)."""
-    page = opener.new_page(viewport=VIEWPORT) if hasattr(opener, "new_context") else opener.new_page()
+def time_page(new_tab: Callable[[], object], url: str, timeout_ms: int, shot: Path | None, *, keep_open: bool = False):
+    """Open ``url`` in the tab ``new_tab()`` makes: seconds to the first chart and to the first idle state, the
+    first problem shown (or ""), and the tab if ``keep_open`` (else None: it is closed)."""
+    page = new_tab()
     result = watch(page, lambda: page.goto(url, timeout=timeout_ms), "[data-testid='stMain'] h1", CHART, timeout_ms, shot)
     if not keep_open:
         page.close()
@@ -135,7 +134,8 @@ def measure(way: str, files: list[Path], args: argparse.Namespace) -> list[tuple
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            opener = browser.new_context(viewport=VIEWPORT) if way == "link" else browser  # link: one profile for all tabs
+            # link: every tab in one profile; tab and menu: each tab in a fresh profile of its own
+            new_tab = browser.new_context(viewport=VIEWPORT).new_page if way == "link" else lambda: browser.new_page(viewport=VIEWPORT)
             home_tab = None
             for i, path in enumerate(files):
                 slug = page_slug(path)
@@ -146,7 +146,7 @@ def measure(way: str, files: list[Path], args: argparse.Namespace) -> list[tuple
                 else:
                     url = f"http://127.0.0.1:{args.port}/{'' if i == 0 else slug}"
                     keep = way == "menu"  # the menu's tab stays open for the clicks
-                    chart_s, idle_s, problem, tab = time_page(opener, url, int(args.timeout * 1000), shot, keep_open=keep)
+                    chart_s, idle_s, problem, tab = time_page(new_tab, url, int(args.timeout * 1000), shot, keep_open=keep)
                     home_tab = tab if keep else None
                 rows.append((name, chart_s, idle_s, problem))
                 print(f"  [{way}] {name}: chart {chart_s if chart_s is None else round(chart_s, 1)} s", flush=True)

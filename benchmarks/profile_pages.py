@@ -22,11 +22,16 @@ the elapsed time. On a shared machine wall times are noisy: compare rows within 
 
 Measured (2-core machine, load average 1.5, same harness, median of 3; before = 7d78e31):
 home 0.31 -> 0.22 s, logit_lens 6.87 -> 2.57, attention 0.90 -> 0.66 (engine 0.60 -> 0.32; the rest is
-its charts), dla 1.04 -> 0.44. The Logit Lens page stays above 0.5 s by arithmetic: each lens is a
-float32 readout of (layers + 1) x positions rows against the 49152-token unembedding, 31 x 20 x 576 x
-49152 x 2 = 35 GFLOP, ~0.6-0.7 s of CPU at the ~50-57 GFLOP per CPU-second measured here, so the two
-lenses (logit, tuned) are ~1.3 s of matmul before anything else; their log-softmax, top-k, rank, KL
-and entropy passes add ~0.2-0.3 s each, the one shared forward ~0.2 s, charts and page ~0.25 s.
+its charts), dla 1.04 -> 0.44. Quiet machine, 2026-12-07: home 0.21, logit_lens 1.72, attention 0.54, dla 0.32;
+with every chart channel an Altair class instead of a text shorthand (``tests/test_charts.py``): home 0.19,
+logit_lens 1.72, attention 0.44, dla 0.29.
+
+The Logit Lens page stays above 0.5 s by arithmetic: each lens is a float32 readout of (layers + 1) x positions
+rows against the 49152-token unembedding, 31 x 20 x 576 x 49152 x 2 = 35 GFLOP, 0.157 s of wall time here on
+two threads (224 GFLOP/s), so ~0.31 CPU-s per lens and ~0.62 for the two (logit, tuned) before anything else;
+their log-softmax, top-k, rank, KL and entropy passes over 31 x 20 x 49152 floats add ~0.3 CPU-s per lens, and
+the one shared forward ~0.2 s. (bfloat16 would run the matmul in 0.044 s on this CPU's AMX, but its logits are
+off by ~1 % and the page shows exact probabilities.)
 
     .venv/bin/python benchmarks/profile_pages.py [--model smollm2-135m] [--repeats 3] [--json out.json]
 """

@@ -46,7 +46,7 @@ with prediction:
         .encode(
             x=alt.X("prob:Q", title="probability", axis=alt.Axis(format="%")),
             y=alt.Y("label:N", sort=None, title="next token"),
-            tooltip=["rank", "label", alt.Tooltip("prob:Q", format=".2%"), "id"],
+            tooltip=[alt.Tooltip("rank"), alt.Tooltip("label"), alt.Tooltip("prob:Q", format=".2%"), alt.Tooltip("id")],
         )
     )
     show_chart(

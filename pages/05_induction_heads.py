@@ -55,7 +55,7 @@ def one_head() -> None:
         st.info(f"{chosen} is in layer 0: no earlier head can feed its keys (K-composition). Pick a head in a later layer.")
     elif (comp := runner.run(model, CompositionRequest(layer, head))) is not None:
         df = runner.view("k_composition_into_head", result, "composition_table", composition=comp)
-        tooltip = ["label", alt.Tooltip("k_composition:Q", format=".3f"), alt.Tooltip("times_random:Q", format=".1f"),
+        tooltip = [alt.Tooltip("label"), alt.Tooltip("k_composition:Q", format=".3f"), alt.Tooltip("times_random:Q", format=".1f"),
                    alt.Tooltip("previous_token:Q", format=".3f")]
         show_chart(views.k_composition_chart(df, f"K-composition: every earlier head → {chosen}", tooltip), df,
                    "k_composition_into_head", caption=f"Random matrices of the same shapes score {comp.baseline['k']:.3f} "
@@ -110,7 +110,7 @@ prev_heads, ind_heads, fed = result.composition_heads(N_COMPOSE)  # those that c
 comps = [runner.run_or_stop(model, CompositionRequest(*t)) for t in fed]  # the Circuits page's own results
 prev_labels, ind_labels = [head_label(*h) for h in prev_heads], [head_label(*h) for h in ind_heads]
 pairs = runner.view("k_composition_pairs", result, "pair_table", compositions=comps, n=N_COMPOSE)
-tooltip = ["previous_token_head", "induction_head", alt.Tooltip("k_composition:Q", format=".3f"),
+tooltip = [alt.Tooltip("previous_token_head"), alt.Tooltip("induction_head"), alt.Tooltip("k_composition:Q", format=".3f"),
            alt.Tooltip("times_random:Q", format=".1f")]
 show_chart(views.k_composition_chart(pairs, "Top previous-token heads → top induction heads", tooltip, x_sort=ind_labels,
                                      y_sort=prev_labels), pairs, "k_composition_pairs",

@@ -23,7 +23,7 @@ from interp_core.techniques.attention import (
     VerifyRequest,
 )
 from ui import runner, state
-from ui.charts import chart_spec, heatmap
+from ui.charts import chart_spec, colour_if, heatmap
 from ui.page import explain, show_chart
 
 
@@ -53,16 +53,16 @@ def pattern_chart(pattern: np.ndarray, labels: list[str], title: str) -> tuple[a
     )
     cells = base.transform_filter("!datum.masked").mark_rect().encode(
         color=alt.Color("weight:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="attention"),
-        tooltip=["query", "key", alt.Tooltip("weight:Q", format=".4f")],
+        tooltip=[alt.Tooltip("query"), alt.Tooltip("key"), alt.Tooltip("weight:Q", format=".4f")],
     )
     masked = base.transform_filter("datum.masked").mark_rect(color="#e6e6e6").encode(
-        tooltip=["query", "key", alt.Tooltip("masked:N", title="masked (key after query)")]
+        tooltip=[alt.Tooltip("query"), alt.Tooltip("key"), alt.Tooltip("masked:N", title="masked (key after query)")]
     )
     layers = [masked, cells]
     if n_pos <= 14:
         layers.append(base.transform_filter("!datum.masked").mark_text(fontSize=10).encode(
             text=alt.Text("weight:Q", format=".2f"),
-            color=alt.condition("datum.weight > 0.5", alt.value("white"), alt.value("black")),
+            color=colour_if("datum.weight > 0.5", "white", "black"),
         ))
     # fit-x: stretch to the page's width but keep `size` as the plot's own height (labels come on top)
     chart = alt.layer(*layers).properties(title=title, width=size, height=size, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
@@ -136,7 +136,7 @@ def show_one_layer(patterns: AttentionPatterns, layer: int, head: int) -> None:
     chart = alt.Chart(df).mark_rect().encode(
         x=alt.X("key_pos:O", axis=None), y=alt.Y("query_pos:O", axis=None),
         color=alt.Color("weight:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="attention"),
-        tooltip=["panel", "query", "key", alt.Tooltip("weight:Q", format=".3f")],
+        tooltip=[alt.Tooltip("panel"), alt.Tooltip("query"), alt.Tooltip("key"), alt.Tooltip("weight:Q", format=".3f")],
     ).properties(width=side, height=side).facet(
         facet=alt.Facet("panel:N", sort=panels, title=None), columns=min(n_heads, 6)
     )
@@ -209,7 +209,7 @@ def head_jobs_chart(df: pd.DataFrame, n_layers: int, n_heads: int) -> tuple[alt.
         scheme = "greens" if name == "entropy" else "viridis"
         panel = heatmap(df.assign(score=df[name]), "head", "layer", "score", scheme=scheme, domain=domain,
                         title=SCORE_LABELS[name], height=height,
-                        tooltip=["layer", "head", alt.Tooltip("score:Q", format=".3f", title=SCORE_LABELS[name])])
+                        tooltip=[alt.Tooltip("layer"), alt.Tooltip("head"), alt.Tooltip("score:Q", format=".3f", title=SCORE_LABELS[name])])
         panel = panel.properties(width=width).encode(
             color=alt.Color("score:Q", scale=alt.Scale(scheme=scheme, domain=list(domain)), title=None),
             y=alt.Y("layer:O", title="layer" if i == 0 else None),

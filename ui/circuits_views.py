@@ -65,7 +65,7 @@ def show_copying(grid: CopyingScores, n_layers: int) -> None:
         df = tables[f"copying_{stem}"]
         with column:
             chart = heatmap(df, "head", "layer", "copying", scheme="redblue", domain=(-1, 1), title=title,
-                            tooltip=["label", alt.Tooltip("copying:Q", format=".3f")], height=max(180, 14 * n_layers))
+                            tooltip=[alt.Tooltip("label"), alt.Tooltip("copying:Q", format=".3f")], height=max(180, 14 * n_layers))
             show_chart(chart, df, f"copying_{stem}")
     st.caption(f"Blue: the head raises (full) / writes back (residual) what it attends to; red: it suppresses it. "
                f"All {grid.full.size} heads, both circuits: {took(grid.seconds)}.")
@@ -107,10 +107,10 @@ def eigen_chart(df: pd.DataFrame, title: str) -> alt.LayerChart:
     points = alt.Chart(df, title=title).mark_circle(size=45, opacity=0.8).encode(
         x=alt.X("real:Q", scale=scale, title="Re λ" + note), y=alt.Y("imag:Q", scale=scale, title="Im λ" + note),
         color=alt.Color("sign:N", scale=alt.Scale(domain=["Re λ ≥ 0", "Re λ < 0"], range=["#2166ac", "#b2182b"])),
-        tooltip=["rank", alt.Tooltip("real:Q", format=".3g"), alt.Tooltip("imag:Q", format=".3g"), alt.Tooltip("magnitude:Q", format=".3g")],
+        tooltip=[alt.Tooltip("rank"), alt.Tooltip("real:Q", format=".3g"), alt.Tooltip("imag:Q", format=".3g"), alt.Tooltip("magnitude:Q", format=".3g")],
     )
     axes = alt.Chart(pd.DataFrame({"zero": [0.0]}))
-    return (points + axes.mark_rule(color="#999").encode(x="zero:Q") + axes.mark_rule(color="#999").encode(y="zero:Q")).properties(height=320)
+    return (points + axes.mark_rule(color="#999").encode(x=alt.X("zero:Q")) + axes.mark_rule(color="#999").encode(y=alt.Y("zero:Q"))).properties(height=320)
 
 
 def show_ov(ov: OVCircuit, name: str, info: ModelInfo) -> None:

@@ -113,9 +113,9 @@ def show_dla(result: DatasetDlaResult) -> None:
     bars = alt.Chart(comps).mark_bar().encode(
         x=alt.X("component:N", sort=list(comps["component"]), axis=alt.Axis(labelAngle=-60)),
         y=alt.Y("contribution:Q", title="mean direct contribution"),
-        tooltip=["component", alt.Tooltip("contribution:Q", format=".3f"), alt.Tooltip("std:Q", format=".3f")])
+        tooltip=[alt.Tooltip("component"), alt.Tooltip("contribution:Q", format=".3f"), alt.Tooltip("std:Q", format=".3f")])
     errors = alt.Chart(comps.assign(lo=comps["contribution"] - comps["std"], hi=comps["contribution"] + comps["std"])).mark_rule(
-        color="#222").encode(x=alt.X("component:N", sort=list(comps["component"])), y="lo:Q", y2="hi:Q")
+        color="#222").encode(x=alt.X("component:N", sort=list(comps["component"])), y=alt.Y("lo:Q"), y2=alt.Y2("hi:Q"))
     show_chart((bars + errors).properties(height=320), comps, "dla_dataset_components",
                caption="Bars: each component's direct contribution, mean over pairs; lines: ± one standard deviation.")
     heads = tables["dla_dataset_heads"]
@@ -123,11 +123,11 @@ def show_dla(result: DatasetDlaResult) -> None:
     left, right = st.columns(2)
     with left:
         show_chart(heatmap(heads, "head", "layer", "contribution", scheme="redblue", domain=(-bound, bound), title="mean per head",
-                           tooltip=["name", alt.Tooltip("contribution:Q", format=".3f"), alt.Tooltip("std:Q", format=".3f")],
+                           tooltip=[alt.Tooltip("name"), alt.Tooltip("contribution:Q", format=".3f"), alt.Tooltip("std:Q", format=".3f")],
                            height=max(200, 16 * result.heads.shape[0])), heads, "dla_dataset_heads")
     with right:
         show_chart(heatmap(heads, "head", "layer", "std", scheme="oranges", title="std over pairs per head",
-                           tooltip=["name", alt.Tooltip("std:Q", format=".3f")], height=max(200, 16 * result.heads.shape[0])),
+                           tooltip=[alt.Tooltip("name"), alt.Tooltip("std:Q", format=".3f")], height=max(200, 16 * result.heads.shape[0])),
                    heads, "dla_dataset_heads_std", key="dla_dataset_heads_std")
 
 

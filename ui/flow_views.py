@@ -72,23 +72,23 @@ def graph_chart(result: FlowResult, selected: tuple[int, int, int] | None = None
     y_scale = alt.Scale(domain=[0, result.n_layers])
     y_axis = alt.Axis(title="layer boundary (0 = embeddings; block L runs from L to L+1)", tickMinStep=1)
     width = alt.StrokeWidth("weight:Q", scale=alt.Scale(domain=[0, 1], range=[0.5, 9]), legend=None)
-    tips = ["what:N", "kind:N", alt.Tooltip("weight:Q", format=".3f")]
+    tips = [alt.Tooltip("what:N"), alt.Tooltip("kind:N"), alt.Tooltip("weight:Q", format=".3f")]
     lines = alt.Chart(edges[edges["kind"] != "mlp"]).mark_rule(opacity=0.75).encode(
-        x=alt.X("source:Q", scale=x_scale, axis=x_axis), x2="target:Q",
-        y=alt.Y("y:Q", scale=y_scale, axis=y_axis), y2="y2:Q",
+        x=alt.X("source:Q", scale=x_scale, axis=x_axis), x2=alt.X2("target:Q"),
+        y=alt.Y("y:Q", scale=y_scale, axis=y_axis), y2=alt.Y2("y2:Q"),
         color=alt.Color("kind:N", scale=KIND_COLOURS, title="edge"), strokeWidth=width, tooltip=tips)
     mlps = alt.Chart(edges[edges["kind"] == "mlp"]).mark_square(opacity=0.9).encode(
-        x="target:Q", y="mid:Q", color=alt.Color("kind:N", scale=KIND_COLOURS),
+        x=alt.X("target:Q"), y=alt.Y("mid:Q"), color=alt.Color("kind:N", scale=KIND_COLOURS),
         size=alt.Size("weight:Q", scale=alt.Scale(domain=[0, 1], range=[10, 160]), legend=None), tooltip=tips)
     points = alt.Chart(nodes).mark_circle(size=40, color="black").encode(
-        x="position:Q", y="boundary:Q", tooltip=["boundary:Q", "position:Q", "token:N"])
+        x=alt.X("position:Q"), y=alt.Y("boundary:Q"), tooltip=[alt.Tooltip("boundary:Q"), alt.Tooltip("position:Q"), alt.Tooltip("token:N")])
     layers = [lines, mlps, points]
     if selected is not None:
         block, source, query = selected
         chosen = edges[(edges["kind"] == "attn") & (edges["layer"] == block) & (edges["source"] == source)
                        & (edges["target"] == query)]
         layers.append(alt.Chart(chosen).mark_rule(color="red", strokeDash=[5, 3]).encode(
-            x="source:Q", x2="target:Q", y="y:Q", y2="y2:Q", strokeWidth=alt.value(3), tooltip=tips))
+            x=alt.X("source:Q"), x2=alt.X2("target:Q"), y=alt.Y("y:Q"), y2=alt.Y2("y2:Q"), strokeWidth=alt.StrokeWidthValue(3), tooltip=tips))
     return alt.layer(*layers).properties(height=max(320, 22 * result.n_layers))
 
 
@@ -163,7 +163,7 @@ def _inspect(model: LoadedModel, full: FlowResult, result: FlowResult, prompt: s
         st.markdown("**Heads carrying it** (contribution to resid_mid)")
         page.show_chart(alt.Chart(heads.head(8)).mark_bar().encode(
             x=alt.X("contribution:Q"), y=alt.Y("head:N", sort="-x", title="head"),
-            tooltip=["head", alt.Tooltip("contribution:Q", format=".4f")]).properties(height=22 * min(8, len(heads))),
+            tooltip=[alt.Tooltip("head"), alt.Tooltip("contribution:Q", format=".4f")]).properties(height=22 * min(8, len(heads))),
             heads, "flow_heads")
     options = [int(h) for h in heads["head"]]
     head = _choose("Head", options, "flow_head", lambda h: f"L{block}H{h}  ({heads.set_index('head').loc[h, 'contribution']:.3f})")
@@ -174,7 +174,7 @@ def _inspect(model: LoadedModel, full: FlowResult, result: FlowResult, prompt: s
             table = lens.tables()["flow_edge_lens"]
             page.show_chart(alt.Chart(table).mark_bar(color="#2ca02c").encode(
                 x=alt.X("score:Q", title="(final-norm weight × part) · W_U"), y=alt.Y("token:N", sort=None, title=None),
-                tooltip=["token", alt.Tooltip("score:Q", format=".2f")]).properties(height=22 * len(table)), table, "flow_edge_lens")
+                tooltip=[alt.Tooltip("token"), alt.Tooltip("score:Q", format=".2f")]).properties(height=22 * len(table)), table, "flow_edge_lens")
     _test(model, result, prompt, block, query, source, head)
 
 

@@ -101,12 +101,12 @@ def show_signature(result: RepeatedResult, d_vocab: int) -> None:
                           "start": [1, length + 1], "end": [length, n - 1]})
     lines = alt.Chart(loss_df).mark_line(point=True).encode(
         x=alt.X("position:Q", title="position of the predicted token"), y=alt.Y("loss:Q", title="loss (nats)"),
-        color=alt.Color("part:N", title=""), tooltip=["position", "token", alt.Tooltip("loss:Q", format=".2f"), "part"],
+        color=alt.Color("part:N", title=""), tooltip=[alt.Tooltip("position"), alt.Tooltip("token"), alt.Tooltip("loss:Q", format=".2f"), alt.Tooltip("part")],
     )
     mean_rules = alt.Chart(means).mark_rule(strokeDash=[6, 3], color="black").encode(
-        x="start:Q", x2="end:Q", y="mean:Q", tooltip=["part", alt.Tooltip("mean:Q", format=".2f")]
+        x=alt.X("start:Q"), x2=alt.X2("end:Q"), y=alt.Y("mean:Q"), tooltip=[alt.Tooltip("part"), alt.Tooltip("mean:Q", format=".2f")]
     )
-    bounds = alt.Chart(pd.DataFrame({"x": [length * i + 0.5 for i in range(1, result.n_repeats)]})).mark_rule(color="grey").encode(x="x:Q")
+    bounds = alt.Chart(pd.DataFrame({"x": [length * i + 0.5 for i in range(1, result.n_repeats)]})).mark_rule(color="grey").encode(x=alt.X("x:Q"))
     show_chart((lines + mean_rules + bounds).properties(height=260), loss_df, "induction_loss_by_position",
                caption="Loss of predicting each token from everything before it; dashed lines: mean of each part. "
                        f"A model near chance on a {d_vocab}-token vocabulary scores about {np.log(d_vocab):.1f} nats.")
@@ -123,7 +123,7 @@ def show_score_grids(result: RepeatedResult) -> None:
         df = tables[f"{name}_scores"]
         with column:
             chart = heatmap(df, "head", "layer", name, domain=(0, 1), title=title, height=max(160, 14 * n_layers),
-                            tooltip=["label", alt.Tooltip(f"{name}:Q", format=".3f")])
+                            tooltip=[alt.Tooltip("label"), alt.Tooltip(f"{name}:Q", format=".3f")])
             show_chart(chart, df, f"{name}_scores")
     explain(f"Induction score: mean attention from each query in a later copy to the token right after the previous "
             f"occurrence of its own token (key = query − {result.length} + 1). Previous-token score: mean attention to the "
@@ -138,7 +138,7 @@ def pattern_chart(df: pd.DataFrame, title: str) -> alt.LayerChart:
     base = alt.Chart(df, title=title).encode(
         x=alt.X("key:O", title="key position", axis=alt.Axis(labels=n <= 40)),
         y=alt.Y("query:O", title="query position", axis=alt.Axis(labels=n <= 40)),
-        tooltip=["query", "query_token", "key", "key_token", alt.Tooltip("attention:Q", format=".3f"), "target"],
+        tooltip=[alt.Tooltip("query"), alt.Tooltip("query_token"), alt.Tooltip("key"), alt.Tooltip("key_token"), alt.Tooltip("attention:Q", format=".3f"), alt.Tooltip("target")],
     )
     cells = base.mark_rect().encode(color=alt.Color("attention:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1])))
     outline = base.transform_filter(alt.datum.target).mark_rect(fill=None, stroke="red", strokeWidth=1)
@@ -149,7 +149,7 @@ def ablation_chart(bars: pd.DataFrame) -> alt.Chart:
     return alt.Chart(bars).mark_bar().encode(
         x=alt.X("loss:Q", title="mean loss on the repeated part (nats)"),
         y=alt.Y("ablated:N", sort=None, title="", axis=alt.Axis(labelOverlap=False, labelLimit=200)),
-        color=alt.Color("kind:N", title=""), tooltip=["ablated", "heads", alt.Tooltip("loss:Q", format=".3f")],
+        color=alt.Color("kind:N", title=""), tooltip=[alt.Tooltip("ablated"), alt.Tooltip("heads"), alt.Tooltip("loss:Q", format=".3f")],
     ).properties(height=50 + 30 * len(bars))
 
 

@@ -94,7 +94,7 @@ def grid_chart(df: pd.DataFrame, result: PatchingResult, title: str, shared_scal
         rows = [r for r in rows if r in set(strength.nlargest(TOP_HEADS).index)]
         df = df[df[row].isin(rows)]
     top = 1.0 if shared_scale or not df["recovery"].notna().any() else max(1.0, float(np.nanmax(np.abs(df["recovery"]))))
-    tooltip = [row, col, alt.Tooltip("recovery:Q", format=".3f"), alt.Tooltip("patched_metric:Q", format=".3f")]
+    tooltip = [alt.Tooltip(row), alt.Tooltip(col), alt.Tooltip("recovery:Q", format=".3f"), alt.Tooltip("patched_metric:Q", format=".3f")]
     chart = heatmap(df, col, row, "recovery", scheme="redblue", domain=(-top, top), x_sort=list(dict.fromkeys(df[col])),
                     y_sort=rows, tooltip=tooltip, title=title, height=max(200, 14 * len(rows)))
     # clamp: on the shared scale a cell beyond ±1 (an overshoot) takes the end colour instead of an extrapolated one
@@ -122,11 +122,11 @@ def show_agreement(exact: PatchingResult, attribution: AttributionGrids) -> None
     both = runner.view(f"patch_agreement_{exact.target}", attribution, "agreement_table", exact=exact)
     points = alt.Chart(both).mark_circle(size=40, opacity=0.7).encode(
         x=alt.X("attribution:Q", title="attribution estimate"), y=alt.Y("exact:Q", title="exact recovery"),
-        tooltip=[both.columns[0], both.columns[1], alt.Tooltip("exact:Q", format=".3f"), alt.Tooltip("attribution:Q", format=".3f")],
+        tooltip=[alt.Tooltip(both.columns[0]), alt.Tooltip(both.columns[1]), alt.Tooltip("exact:Q", format=".3f"), alt.Tooltip("attribution:Q", format=".3f")],
     )
     values = both[["exact", "attribution"]].to_numpy()
     lo, hi = (float(np.nanmin(values)), float(np.nanmax(values))) if np.isfinite(values).any() else (0.0, 1.0)
-    diagonal = alt.Chart(pd.DataFrame({"x": [lo, hi], "y": [lo, hi]})).mark_line(color="gray", strokeDash=[4, 4]).encode(x="x:Q", y="y:Q")
+    diagonal = alt.Chart(pd.DataFrame({"x": [lo, hi], "y": [lo, hi]})).mark_line(color="gray", strokeDash=[4, 4]).encode(x=alt.X("x:Q"), y=alt.Y("y:Q"))
     show_chart(points + diagonal, both, f"patch_agreement_{exact.target}",
                caption="Each dot is one cell; on the dashed line the approximation is exact.")
 
@@ -140,6 +140,6 @@ def show_ablation(effect: AblationEffect, picked: list[str], answer: str, wrong:
     bars = effect.tables()["patch_ablation"]
     chart = alt.Chart(bars).mark_bar().encode(
         x=alt.X("logit_diff:Q", title=f"logit({answer!r}) − logit({wrong!r})"), y=alt.Y("run:N", sort=None),
-        tooltip=["run", alt.Tooltip("logit_diff:Q", format=".3f")],
+        tooltip=[alt.Tooltip("run"), alt.Tooltip("logit_diff:Q", format=".3f")],
     )
     show_chart(chart, bars, "patch_ablation", caption=f"{effect.method} ablation of {', '.join(picked)} on the clean prompt.")

@@ -23,11 +23,11 @@ def accuracy_chart(curve: pd.DataFrame, majority: float) -> alt.LayerChart:
     base = alt.Chart(curve).encode(x=alt.X("layer:Q", title="layer (0 = embeddings, L = after block L-1)"))
     lines = base.mark_line(point=True).encode(
         y=alt.Y("value:Q", title="accuracy / selectivity"), color=color,
-        tooltip=["layer", "hook", "series", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("std:Q", format=".3f", title="std over folds")],
+        tooltip=[alt.Tooltip("layer"), alt.Tooltip("hook"), alt.Tooltip("series"), alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("std:Q", format=".3f", title="std over folds")],
     )
-    band = base.mark_area(opacity=0.2).encode(y="low:Q", y2="high:Q", color=color)
+    band = base.mark_area(opacity=0.2).encode(y=alt.Y("low:Q"), y2=alt.Y2("high:Q"), color=color)
     baseline = alt.Chart(pd.DataFrame({"majority": [majority]})).mark_rule(strokeDash=[4, 4], color="gray").encode(
-        y="majority:Q", tooltip=[alt.Tooltip("majority:Q", format=".3f", title="always the most frequent class")])
+        y=alt.Y("majority:Q"), tooltip=[alt.Tooltip("majority:Q", format=".3f", title="always the most frequent class")])
     return (band + lines + baseline).properties(height=340)
 
 
@@ -70,12 +70,12 @@ def show_layer(result: ProbeResult) -> None:
     left, right = st.columns([3, 2])
     with left:
         chart = heatmap(conf, "predicted", "true", "share", x_sort=classes, y_sort=classes, domain=(0.0, 1.0), scheme="blues",
-                        tooltip=["true", "predicted", alt.Tooltip("share:Q", format=".2f"), "count"], title="Confusion (row = true class)")
+                        tooltip=[alt.Tooltip("true"), alt.Tooltip("predicted"), alt.Tooltip("share:Q", format=".2f"), alt.Tooltip("count")], title="Confusion (row = true class)")
         show_chart(chart, conf, "probe_confusion", caption="Each row sums to 1: where the test items of that class went, pooled over folds.")
     with right:
         bars = alt.Chart(per_class).mark_bar().encode(
             x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("class:N", sort=classes),
-            tooltip=["class", alt.Tooltip("accuracy:Q", format=".3f"), "items"])
+            tooltip=[alt.Tooltip("class"), alt.Tooltip("accuracy:Q", format=".3f"), alt.Tooltip("items")])
         show_chart(bars, per_class, "probe_per_class", caption="Share of each class's test items predicted correctly.")
 
 

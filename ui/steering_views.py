@@ -49,8 +49,8 @@ def sweep_chart(df: pd.DataFrame, coefficient: float, target: str, log: bool) ->
         y=alt.Y("target_prob:Q", scale=scale, title=f"P({target!r}) after the prompt"),
     )
     line = base.mark_line(point=True).encode(
-        tooltip=[alt.Tooltip("coefficient:Q", format="g"), alt.Tooltip("target_prob:Q", format=".4f"), "top_token"])
-    rule = alt.Chart(pd.DataFrame({"coefficient": [coefficient]})).mark_rule(color="red", strokeDash=[4, 3]).encode(x="coefficient:Q")
+        tooltip=[alt.Tooltip("coefficient:Q", format="g"), alt.Tooltip("target_prob:Q", format=".4f"), alt.Tooltip("top_token")])
+    rule = alt.Chart(pd.DataFrame({"coefficient": [coefficient]})).mark_rule(color="red", strokeDash=[4, 3]).encode(x=alt.X("coefficient:Q"))
     return (line + rule).properties(height=280)
 
 
@@ -59,10 +59,10 @@ def lens_chart(df: pd.DataFrame, layers: tuple[str, ...]) -> alt.LayerChart:
     base = alt.Chart(df).encode(
         x=alt.X("rank:O", title="rank (largest rise first)"),
         y=alt.Y("layer:N", sort=list(reversed(layers)), title="layer boundary"),
-        tooltip=["layer", "rank", "token", alt.Tooltip("change:Q", format="+.2f")],
+        tooltip=[alt.Tooltip("layer"), alt.Tooltip("rank"), alt.Tooltip("token"), alt.Tooltip("change:Q", format="+.2f")],
     )
     rect = base.mark_rect().encode(color=alt.Color("change:Q", scale=alt.Scale(scheme="greens"), title="Δ log-prob"))
-    text = base.mark_text(fontSize=11).encode(text="token:N")
+    text = base.mark_text(fontSize=11).encode(text=alt.Text("token:N"))
     return (rect + text).properties(height=max(160, 20 * len(layers)))
 
 
@@ -70,7 +70,7 @@ def promoted_chart(df: pd.DataFrame) -> alt.Chart:
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("score:Q", title="(norm weight * v) . W_U"),
         y=alt.Y("token:N", sort=None, title=None),
-        tooltip=["rank", "token", alt.Tooltip("score:Q", format=".2f")],
+        tooltip=[alt.Tooltip("rank"), alt.Tooltip("token"), alt.Tooltip("score:Q", format=".2f")],
     ).properties(height=24 * len(df))
 
 

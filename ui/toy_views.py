@@ -28,12 +28,12 @@ def curve_chart(curve: pd.DataFrame, title: str) -> alt.HConcatChart:
         x=alt.X("epoch:Q"),
         y=alt.Y("loss (nats):Q", scale=alt.Scale(type="log")),
         color=alt.Color("set:N", scale=alt.Scale(domain=["train_loss", "holdout_loss"], range=["#1f77b4", "#ff7f0e"])),
-        tooltip=["epoch", "set", alt.Tooltip("loss (nats):Q", format=".4f")],
+        tooltip=[alt.Tooltip("epoch"), alt.Tooltip("set"), alt.Tooltip("loss (nats):Q", format=".4f")],
     ).properties(height=240, width=380)
     accuracy = alt.Chart(curve, title="Holdout accuracy").mark_line(point=alt.OverlayMarkDef(color="#2ca02c"), color="#2ca02c").encode(
         x=alt.X("epoch:Q"),
         y=alt.Y("holdout_accuracy:Q", title="accuracy", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        tooltip=["epoch", alt.Tooltip("holdout_accuracy:Q", format=".2%", title="holdout accuracy")],
+        tooltip=[alt.Tooltip("epoch"), alt.Tooltip("holdout_accuracy:Q", format=".2%", title="holdout accuracy")],
     ).properties(height=240, width=300)
     return alt.hconcat(loss, accuracy)
 
@@ -96,7 +96,7 @@ def reverse_increment_view(result: ReverseIncrementAnalysis) -> None:
         xOffset=alt.XOffset("read:N", sort=order),
         y=alt.Y("fraction:Q", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1]), title="fraction of holdout"),
         color=alt.Color("read:N", sort=order, scale=alt.Scale(scheme="paired")),
-        tooltip=["output", "read", alt.Tooltip("fraction:Q", format=".2%")],
+        tooltip=[alt.Tooltip("output"), alt.Tooltip("read"), alt.Tooltip("fraction:Q", format=".2%")],
     ).properties(height=280)
     show_chart(chart, reads, "toy_ri_pre_post_mlp",
                caption="unembed(ln_final(residual)) read at each output position, before and after the MLP, "
@@ -117,8 +117,8 @@ def copying_view(result: CopyingAnalysis) -> None:
     b.metric("Holdout sequences", f"{result.n_holdout:,}")
     scores = tables["toy_head_scores"]
     chart = alt.Chart(scores, title=f"Where each head looks (mean attention on {result.n_scored} holdout sequences)").mark_bar().encode(
-        x=alt.X("head:N"), xOffset="score:N", y=alt.Y("mean attention:Q", scale=alt.Scale(domain=[0, 1])),
-        color="score:N", tooltip=["head", "score", alt.Tooltip("mean attention:Q", format=".3f")],
+        x=alt.X("head:N"), xOffset=alt.XOffset("score:N"), y=alt.Y("mean attention:Q", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("score:N"), tooltip=[alt.Tooltip("head"), alt.Tooltip("score"), alt.Tooltip("mean attention:Q", format=".3f")],
     ).properties(height=260)
     show_chart(chart, scores, "toy_head_scores",
                caption="Induction = attention from a query to the token right after the previous occurrence of its own token "
@@ -128,7 +128,7 @@ def copying_view(result: CopyingAnalysis) -> None:
     patterns = tables["toy_example_patterns"]
     tokens = list(dict.fromkeys(patterns["key"]))
     chart = heatmap(patterns, "key", "query", "attention", x_sort=tokens, y_sort=tokens, domain=(0.0, 1.0),
-                    tooltip=["head", "query", "key", alt.Tooltip("attention:Q", format=".3f")]).properties(width=260, height=260)
+                    tooltip=[alt.Tooltip("head"), alt.Tooltip("query"), alt.Tooltip("key"), alt.Tooltip("attention:Q", format=".3f")]).properties(width=260, height=260)
     show_chart(chart.facet(facet="head:N", columns=2), patterns, "toy_example_patterns",
                caption=f"One holdout sequence (period {result.example_period}). An induction head draws a stripe one "
                        "period left of the diagonal, plus one; a previous-token head hugs the diagonal.")

@@ -28,6 +28,7 @@ p95 < 1 s, 0 failures, RSS < 3 GB. The browsers run on the same machine as the s
 real workshop they are on the participants' laptops), so they compete for its CPU: a conservative
 measurement.
 
+    ./workbench bench workshop                                   # from a fresh clone: set-up, then 30 participants, all phases
     .venv/bin/python benchmarks/workshop.py                      # 30 participants, all phases
     .venv/bin/python benchmarks/workshop.py --participants 4 --phases follow,tinker --spread 10
     .venv/bin/python benchmarks/workshop.py --phases follow --follow-by menu

@@ -58,15 +58,17 @@ def test_a_failed_preload_is_left_for_the_sidebar_to_report(tmp_path: Path, coun
     assert counted_loads == [missing, missing]
 
 
-def test_probing_states_are_stored_once_and_shared(tiny_llama, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first time, the POS states go to the disk cache and to the server-wide result cache (what the Probing
-    page's first request finds); with the file there, nothing is extracted again."""
+def test_probing_first_result_is_computed_once_and_shared(tiny_llama, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The POS states go to the disk cache the first time, and with the first probes to the server-wide result cache
+    (what the Probing page's first requests find); on a later start the states are read back, not extracted again."""
     from interp_core.techniques import probe_cache, probing
-    from interp_core.techniques.probing import ProbeFeaturesRequest
     from ui import jobs, runner
+    from ui.probing_views import first_request
 
-    request = ProbeFeaturesRequest()
-    path = probe_cache.cache_path(tiny_llama.fingerprint, request.dataset, request.pool)
+    probe = first_request(tiny_llama.info.n_layers)
+    states = probe.features_request()
+    keys = [runner.cache_key(tiny_llama, states), runner.cache_key(tiny_llama, probe)]
+    path = probe_cache.cache_path(tiny_llama.fingerprint, states.dataset, states.pool)
     path.unlink(missing_ok=True)
     extractions = []
     real = probing.extract_features
@@ -74,9 +76,31 @@ def test_probing_states_are_stored_once_and_shared(tiny_llama, monkeypatch: pyte
 
     serve.prepare_probing(tiny_llama)
     assert path.is_file() and len(extractions) == 1
-    found = jobs.lookup(runner.cache_key(tiny_llama, request))
+    found, result = (jobs.lookup(key) for key in keys)
     assert found is not None and found.states.shape[0] == tiny_llama.info.n_layers + 1
+    assert result is not None and len(result.accuracy) == tiny_llama.info.n_layers + 1  # a small model: every layer
 
-    jobs._results.pop(runner.cache_key(tiny_llama, request))
-    serve.prepare_probing(tiny_llama)  # already on disk: the page reads it back in a fraction of a second
-    assert len(extractions) == 1 and jobs.lookup(runner.cache_key(tiny_llama, request)) is None
+    for key in keys:  # a server's next start: an empty result cache, the states on disk
+        jobs._results.pop(key)
+    serve.prepare_probing(tiny_llama)
+    assert len(extractions) == 1
+    assert all(jobs.lookup(key) is not None for key in keys)
+    for key in keys:
+        jobs._results.pop(key)
+
+
+def test_the_probing_page_opens_on_the_request_the_server_prepares(tiny_model_dirs: dict[str, Path]) -> None:
+    """If the page's first request drifted from ``first_request``, the server would prepare a result nobody asks for."""
+    from page_harness import open_page
+
+    from interp_core import load_model
+    from ui import jobs, runner
+    from ui.probing_views import first_request
+
+    model = load_model(str(tiny_model_dirs["gpt2"]))
+    key = runner.cache_key(model, first_request(model.info.n_layers))
+    jobs._results.pop(key, None)
+    at = open_page("pages/08_probing.py", tiny_model_dirs["gpt2"], timeout=300).run()
+    assert not at.exception, at.exception
+    assert jobs.lookup(key) is not None
+    jobs._results.pop(key)

@@ -132,12 +132,42 @@ async def chart_downloads(page, timeout_ms: int, most: int) -> dict:
         # the session's own time limit, not a shorter one: on a machine that also runs every browser, a starved
         # browser can take minutes to draw a button, and that is latency (measured), not a wrong chart
         await button.wait_for(state="visible", timeout=timeout_ms)
-        async with page.expect_download(timeout=timeout_ms) as info:
-            await button.click(timeout=timeout_ms)
-        download = await info.value
+        download = await _download(page, button, name, timeout_ms)
         await page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
         data[download.suggested_filename] = json.loads(Path(await download.path()).read_text())
     return data
+
+
+# What a download click left behind when no download followed: the button, what covers its centre, the app's state.
+CLICK_STATE = """button => {
+  const box = button.getBoundingClientRect();
+  const top = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+  const app = document.querySelector("[data-testid='stApp']");
+  return {disabled: button.disabled, covered_by: top && !button.contains(top) ? top.outerHTML.slice(0, 120) : null,
+          script: app && app.dataset.testScriptState};
+}"""
+
+
+async def _download(page, button, name: str, timeout_ms: int):
+    """Click ``button`` and return its download. A click that starts no download within a third of the time limit (a
+    404 would start one, failed) is a failure; before reporting it, the button's state is recorded and one more click
+    made, so the report says whether the first click was lost (a second one works) or the download cannot happen."""
+    from playwright.async_api import TimeoutError  # noqa: A004 (Playwright's, not the builtin)
+
+    wait = max(1000, timeout_ms // 3)
+    try:
+        async with page.expect_download(timeout=wait) as info:
+            await button.click(timeout=timeout_ms)
+        return await info.value
+    except TimeoutError:
+        state = await button.evaluate(CLICK_STATE)
+    try:
+        async with page.expect_download(timeout=wait) as info:
+            await button.click(timeout=timeout_ms)
+        second = f"a second click downloaded ({(await info.value).suggested_filename})"
+    except TimeoutError:
+        second = "a second click did not either"
+    raise RuntimeError(f"no download {wait / 1000:.0f} s after a click on {name}-json ({state}); {second}")
 
 
 async def run_session(browser, base: str, page_name: str, path: str, timeout_ms: int) -> Outcome:

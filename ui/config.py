@@ -6,7 +6,8 @@
   (enforced by the engine's tokenizer check).
 - ``WORKBENCH_MAX_HEAVY_JOBS``: heavy jobs (patching sweeps, training) running at once; others queue.
 - ``WORKBENCH_PRELOAD``: ``0`` stops ``python -m ui.serve`` from loading the sidebar's first model as the
-  server starts (it does by default, so the first visitor does not wait for it).
+  server starts, and for the default model from computing the Probing page's first result (it does both by
+  default, so the first visitor waits for neither).
 """
 
 from __future__ import annotations

@@ -1,15 +1,22 @@
-"""``python -m ui.serve`` loads the sidebar's first model as the server starts, into the cache every session reads."""
+"""``python -m ui.serve`` loads the sidebar's first model as the server starts, into the cache every session reads,
+then opens every page once as a headless visitor (``ui.first_visit``), so each page's first result is cached."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from streamlit.proto.Alert_pb2 import Alert
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.runtime import Runtime
 
 from interp_core import WorkbenchError
 from interp_core.core import loading
-from ui import serve, state
+from ui import first_visit, serve, state
 
 
 @pytest.fixture
@@ -32,7 +39,7 @@ def test_preload_fills_the_cache_that_the_sidebar_reads(tiny_model_dirs: dict[st
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     first, second = str(tiny_model_dirs["llama"]), str(tiny_model_dirs["gpt2"])
     monkeypatch.setenv("WORKBENCH_ALLOWED_MODELS", f"{first},{second}")  # the sidebar opens with the first
-    serve.preload_model()
+    assert serve.preload_model()
     assert counted_loads == [first]
     model = state.get_model(first)  # what the first visitor's sidebar asks for: no second load
     assert counted_loads == [first]
@@ -43,7 +50,7 @@ def test_preload_leaves_an_unconverted_default_model_to_the_page(counted_loads: 
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WORKBENCH_ALLOWED_MODELS", raising=False)
     monkeypatch.setattr(loading, "default_model_ready", lambda: False)  # the page shows the conversion's progress
-    serve.preload_model()
+    assert not serve.preload_model()
     assert counted_loads == []
 
 
@@ -51,56 +58,110 @@ def test_a_failed_preload_is_left_for_the_sidebar_to_report(tmp_path: Path, coun
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     missing = str(tmp_path / "no-such-model")
     monkeypatch.setenv("WORKBENCH_ALLOWED_MODELS", missing)
-    serve.preload_model()  # no exception escapes the server's start
+    assert not serve.preload_model()  # no exception escapes the server's start
     assert counted_loads == [missing]
     with pytest.raises(WorkbenchError):  # not cached as a success: the sidebar tries again and shows why
         state.get_model(missing)
     assert counted_loads == [missing, missing]
 
 
-def test_probing_first_result_is_computed_once_and_shared(tiny_llama, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The POS states go to the disk cache the first time, and with the first probes to the server-wide result cache
-    (what the Probing page's first requests find); on a later start the states are read back, not extracted again."""
-    from interp_core.techniques import probe_cache, probing
-    from ui import jobs, runner
-    from ui.probing_views import first_request
-
-    probe = first_request(tiny_llama.info.n_layers)
-    states = probe.features_request()
-    keys = [runner.cache_key(tiny_llama, states), runner.cache_key(tiny_llama, probe)]
-    path = probe_cache.cache_path(tiny_llama.fingerprint, states.dataset, states.pool)
-    path.unlink(missing_ok=True)
-    extractions = []
-    real = probing.extract_features
-    monkeypatch.setattr(probing, "extract_features", lambda *a, **k: extractions.append(1) or real(*a, **k))
-
-    serve.prepare_probing(tiny_llama)
-    assert path.is_file() and len(extractions) == 1
-    found, result = (jobs.lookup(key) for key in keys)
-    assert found is not None and found.states.shape[0] == tiny_llama.info.n_layers + 1
-    assert result is not None and len(result.accuracy) == tiny_llama.info.n_layers + 1  # a small model: every layer
-
-    for key in keys:  # a server's next start: an empty result cache, the states on disk
-        jobs._results.pop(key)
-    serve.prepare_probing(tiny_llama)
-    assert len(extractions) == 1
-    assert all(jobs.lookup(key) is not None for key in keys)
-    for key in keys:
-        jobs._results.pop(key)
+# --- the first visit ---------------------------------------------------------------------------------------
 
 
-def test_the_probing_page_opens_on_the_request_the_server_prepares(tiny_model_dirs: dict[str, Path]) -> None:
-    """If the page's first request drifted from ``first_request``, the server would prepare a result nobody asks for."""
-    from page_harness import open_page
+def _status(running: bool) -> ForwardMsg:
+    msg = ForwardMsg()
+    msg.session_status_changed.script_is_running = running
+    return msg
 
-    from interp_core import load_model
-    from ui import jobs, runner
-    from ui.probing_views import first_request
 
-    model = load_model(str(tiny_model_dirs["gpt2"]))
-    key = runner.cache_key(model, first_request(model.info.n_layers))
-    jobs._results.pop(key, None)
-    at = open_page("pages/08_probing.py", tiny_model_dirs["gpt2"], timeout=300).run()
-    assert not at.exception, at.exception
-    assert jobs.lookup(key) is not None
-    jobs._results.pop(key)
+def _element(kind: str, text: str) -> ForwardMsg:
+    msg = ForwardMsg()
+    element = msg.delta.new_element
+    if kind == "exception":
+        element.exception.type, element.exception.message = "ValueError", text
+    else:
+        element.alert.body, element.alert.format = text, Alert.ERROR if kind == "error" else Alert.INFO
+    return msg
+
+
+def test_the_visitor_waits_for_a_run_and_the_rerun_it_asks_for() -> None:
+    visitor = first_visit._Visitor()
+    assert not visitor.wait_for_run(0, timeout=0.2)  # nothing ran
+    visitor.write_forward_msg(_status(True))
+    assert not visitor.wait_for_run(0, timeout=0.2)  # still running
+
+    def rerun_soon() -> None:  # a page that reruns itself (a preset) right after its first run ends
+        time.sleep(first_visit.QUIET_S / 3)
+        visitor.write_forward_msg(_status(True))
+        time.sleep(first_visit.QUIET_S / 3)
+        visitor.write_forward_msg(_status(False))
+
+    visitor.write_forward_msg(_status(False))
+    helper = threading.Thread(target=rerun_soon)
+    helper.start()
+    assert visitor.wait_for_run(0, timeout=5)
+    helper.join()
+    assert visitor.runs_started == 2 and not visitor.running  # it waited for the second run too
+    assert not visitor.wait_for_run(2, timeout=0.2)  # a run that has not started yet is not over
+
+
+def test_the_visitor_keeps_what_went_wrong() -> None:
+    visitor = first_visit._Visitor()
+    for kind, text in (("exception", "boom"), ("error", "the prompt is empty"), ("info", "all fine")):
+        visitor.write_forward_msg(_element(kind, text))
+    assert visitor.problems == ["ValueError: boom", "the prompt is empty"]
+
+
+@pytest.fixture
+def streamlit_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    """The server's Streamlit runtime for ``app.py`` on an event loop of its own, without the web server: what
+    ``ui.serve`` runs, minus the websocket that a browser would use."""
+    from streamlit.runtime import RuntimeConfig
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.pages_manager import PagesManager
+
+    monkeypatch.setattr(PagesManager, "uses_pages_directory", False)  # as ui.serve sets it
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runtime = Runtime(RuntimeConfig(script_path=str(serve.APP), media_file_storage=MemoryMediaFileStorage("/media"),
+                                    uploaded_file_manager=MemoryUploadedFileManager("/upload")))
+    try:
+        asyncio.run_coroutine_threadsafe(runtime.start(), loop).result(timeout=60)
+        yield runtime
+    finally:
+        runtime.stop()
+        asyncio.run_coroutine_threadsafe(asyncio.wait_for(runtime.stopped, 60), loop).result(timeout=90)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        Runtime._instance = None
+
+
+def test_the_first_visit_leaves_every_pages_first_result_cached(streamlit_runtime: Runtime, tiny_model_dirs: dict[str, Path],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every page runs headless without a problem, and a second visitor then computes nothing at all: whatever a page
+    shows first is in the server-wide result cache (and the visitor ran exactly the pages' own requests)."""
+    from ui import jobs
+    from ui.navigation import page_files, page_slug
+
+    monkeypatch.setenv("WORKBENCH_ALLOWED_MODELS", str(tiny_model_dirs["gpt2"]))  # the sidebar's first model
+    paths = ["", *(page_slug(f) for f in page_files()[1:])]
+    before = set(jobs._results)
+    try:
+        visited = first_visit.visit_every_page(paths)
+        assert list(visited) == paths
+        assert {path: problems for path, (_, problems) in visited.items() if problems} == {}
+        computed = set(jobs._results) - before
+        assert len(computed) >= len(paths)  # every page has at least one result of its own
+
+        def nothing_left_to_compute(key: object, flight: object, compute: object) -> object:
+            raise AssertionError(f"a page's first result was not cached: {key}")
+
+        monkeypatch.setattr(jobs, "_lead", nothing_left_to_compute)
+        again = first_visit.visit_every_page(paths)
+        assert {path: problems for path, (_, problems) in again.items() if problems} == {}
+        assert list(again) == paths
+    finally:
+        for key in set(jobs._results) - before:  # other tests in this process compute their own
+            jobs._results.pop(key, None)

@@ -6,8 +6,8 @@
   (enforced by the engine's tokenizer check).
 - ``WORKBENCH_MAX_HEAVY_JOBS``: heavy jobs (patching sweeps, training) running at once; others queue.
 - ``WORKBENCH_PRELOAD``: ``0`` stops ``python -m ui.serve`` from loading the sidebar's first model as the
-  server starts, and for the default model from computing the Probing page's first result (it does both by
-  default, so the first visitor waits for neither).
+  server starts and then opening every page once with it as a headless visitor, which leaves each page's first
+  result in the server-wide cache (it does both by default, so the first visitor of a page waits for neither).
 """
 
 from __future__ import annotations

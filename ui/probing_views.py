@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from interp_core.techniques.probe_data import ProbeDataset
-from interp_core.techniques.probing import ProbeFeatures, ProbeRequest, ProbeResult, selectivity_note
+from interp_core.techniques.probing import ProbeFeatures, ProbeResult, selectivity_note
 from ui import runner
 from ui.charts import heatmap
 from ui.page import caution, explain, show_chart
@@ -21,11 +21,6 @@ FIRST_DATASET, FIRST_PROBE, FIRST_FOLDS = "pos", "linear", 5  # what the page op
 def first_layer_step(n_layers: int) -> int:
     """The page's first "probe every k-th layer": every layer of a small model, every third of a deep one."""
     return 1 if n_layers <= 12 else 3
-
-
-def first_request(n_layers: int) -> ProbeRequest:
-    """The request a first visit of the page runs: the server computes it as it starts (``ui.serve``)."""
-    return ProbeRequest(FIRST_DATASET, FIRST_PROBE, FIRST_FOLDS, 0, "last", first_layer_step(n_layers), b"")
 
 
 def accuracy_chart(curve: pd.DataFrame, majority: float) -> alt.LayerChart:

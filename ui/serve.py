@@ -20,10 +20,11 @@ took about 1 s of the Probing page's first render on a fresh server (2-core mach
 The model the sidebar opens with is loaded in another background thread (:func:`preload_model`) into
 the same server-wide cache that every session reads (``ui.state.get_model``), so whoever opens the
 app first does not wait for it (5-10 s for the default model on a 2-core machine); a visitor arriving
-while it loads waits for that same load instead of starting a second. For the default model it then
-computes the Probing page's first result, the slowest first render of any page (:func:`prepare_probing`):
-the hidden states of the bundled POS set (extracted into their disk cache on a machine's first start, about
-7 s) and the probes (about 1.5 s). ``WORKBENCH_PRELOAD=0`` turns this off.
+while it loads waits for that same load instead of starting a second. That thread then opens every page once,
+as a headless visitor (:mod:`ui.first_visit`), so each page's first result is in the server-wide result cache
+before anyone opens it (about 20 s of CPU for the default model on a 2-core machine, Steering's two generations
+the most; Probing's POS hidden states are extracted into their disk cache on a machine's first start, about 7 s).
+``WORKBENCH_PRELOAD=0`` turns all of this off.
 """
 
 from __future__ import annotations
@@ -32,16 +33,13 @@ import importlib
 import os
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before any import that may load torch
 
 from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
 from streamlit.web import cli  # noqa: E402
-
-if TYPE_CHECKING:
-    from interp_core import LoadedModel
 
 # imported lazily by interp_core.techniques.probing (folds, scikit-learn probes); about 1 s on a 2-core machine
 WARM_IMPORTS = ("sklearn.model_selection", "sklearn.linear_model", "sklearn.neural_network", "sklearn.pipeline",
@@ -58,10 +56,10 @@ def warm_imports() -> None:
             return
 
 
-def preload_model() -> None:
-    """Load the sidebar's first model into the server's model cache (a failure is left for the page to show:
-    the cache keeps no failures). The default model is left alone until converted (``./workbench start`` does
-    that first; otherwise the first page shows the conversion's progress)."""
+def preload_model() -> bool:
+    """Load the sidebar's first model into the server's model cache; False when it is not loaded (a failure is left
+    for the page to show: the cache keeps no failures). The default model is left alone until converted
+    (``./workbench start`` does that first; otherwise the first page shows the conversion's progress)."""
     from interp_core import DEFAULT_MODEL
     from interp_core.core.loading import default_model_ready
     from ui import state
@@ -69,37 +67,40 @@ def preload_model() -> None:
 
     spec = (allowed_models() or [DEFAULT_MODEL])[0]
     if spec == DEFAULT_MODEL and not default_model_ready():
-        return
+        return False
     try:
-        model = state.get_model(spec)
-        if spec == DEFAULT_MODEL:
-            prepare_probing(model)
+        state.get_model(spec)
     except Exception:  # noqa: BLE001 - the sidebar loads it again and reports what went wrong
-        return
+        return False
+    return True
 
 
-def prepare_probing(model: LoadedModel) -> None:
-    """The Probing page's first result, ready before anyone opens the page: its hidden states (the bundled POS set;
-    extracted into their disk cache on a machine's first start, about 7 s, read back from it after that, 0.5 s) and
-    its first probes (about 1.5 s), both put in the server-wide result cache through :func:`ui.jobs.shared`, so a
-    Probing visitor meanwhile shares these computations and sees their progress."""
-    import dataclasses
+def visit_pages() -> None:
+    """Every page's first run on the preloaded model, in menu order (:func:`ui.first_visit.visit_every_page`), with one
+    line in the server's log: each page's seconds and any problem it showed."""
+    from ui.first_visit import visit_every_page
+    from ui.navigation import page_files, page_slug
 
-    from interp_core.techniques.contract import run as run_technique
-    from ui import jobs, runner
-    from ui.probing_views import first_request
+    files = page_files()
+    t0 = time.perf_counter()
+    visited = visit_every_page(["", *(page_slug(f) for f in files[1:])])
+    times = ", ".join(f"{path or page_slug(files[0])} {seconds:.1f}" for path, (seconds, _) in visited.items())
+    print(f"first visit: {len(visited)} of {len(files)} pages in {time.perf_counter() - t0:.1f} s ({times})", flush=True)
+    for path, (_, problems) in visited.items():
+        for problem in problems:
+            print(f"first visit: {path or page_slug(files[0])} showed: {problem[:300]}", flush=True)
 
-    probe = first_request(model.info.n_layers)
-    states = probe.features_request()
-    features = jobs.shared(runner.cache_key(model, states), lambda progress: run_technique(model, states, progress))
-    with_features = dataclasses.replace(probe, features=features)  # not part of the request's identity: same key
-    jobs.shared(runner.cache_key(model, probe), lambda progress: run_technique(model, with_features, progress))
+
+def warm_up() -> None:
+    """The server's start in the background: load the model, then visit every page with it."""
+    if preload_model():
+        visit_pages()
 
 
 def main() -> None:
     threading.Thread(target=warm_imports, name="warm-imports", daemon=True).start()
     if os.environ.get("WORKBENCH_PRELOAD", "1") != "0":
-        threading.Thread(target=preload_model, name="preload-model", daemon=True).start()
+        threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     PagesManager.uses_pages_directory = False
     sys.argv = ["streamlit", "run", str(APP), *sys.argv[1:]]
     cli.main()

@@ -138,14 +138,17 @@ def streamlit_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
         Runtime._instance = None
 
 
-def test_the_first_visit_leaves_every_pages_first_result_cached(streamlit_runtime: Runtime, tiny_model_dirs: dict[str, Path],
+def test_the_first_visit_leaves_every_pages_first_result_cached(streamlit_runtime: Runtime, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Every page runs headless without a problem, and a second visitor then computes nothing at all: whatever a page
     shows first is in the server-wide result cache (and the visitor ran exactly the pages' own requests)."""
+    from interp_core.testing.tiny_models import save_tiny_model
     from ui import jobs
     from ui.navigation import page_files, page_slug
 
-    monkeypatch.setenv("WORKBENCH_ALLOWED_MODELS", str(tiny_model_dirs["gpt2"]))  # the sidebar's first model
+    # weights of its own (seed 7), so no other test's results for the shared tiny models are in the cache already
+    model_dir = save_tiny_model("gpt2", tmp_path / "gpt2", seed=7)
+    monkeypatch.setenv("WORKBENCH_ALLOWED_MODELS", str(model_dir))  # the sidebar's first model
     paths = ["", *(page_slug(f) for f in page_files()[1:])]
     before = set(jobs._results)
     try:

@@ -12,6 +12,7 @@ import streamlit as st
 from interp_core import DEFAULT_MODEL, list_toy_models
 from ui import reproduce, runner, state
 from ui.config import allowed_models
+from ui.first_visit import yield_to_people
 from ui.loading_views import advanced_loading
 from ui.navigation import page_files, page_slug, page_title
 from ui.page import presenter_mode, warn_unknown_words
@@ -92,6 +93,7 @@ def report_download() -> None:
         )
 
 
+yield_to_people()  # the server's own first visit of every page (ui/first_visit.py) runs behind people's sessions
 st.set_page_config(page_title="Interpretability Workbench", page_icon="🔬", layout="wide")
 if presenter_mode():
     st.markdown(PRESENTER_CSS, unsafe_allow_html=True)

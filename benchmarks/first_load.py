@@ -17,6 +17,11 @@ ways, each on a fresh server of its own (so none finds another's results in the 
   that also runs the server, Chromium spends 5-7 s of CPU loading Streamlit's frontend in such a tab,
   about 3 s of wall time before any page code runs.
 
+The server (``./workbench start``) loads the model and then visits every page itself in the background
+(``ui/first_visit.py``, about 25 s for the default model here), so a page opened during that time may share the
+CPU with the visit; ``--after-warm-up`` opens Home only once the server's log says the visit is over, as for a
+presenter who started the server before the talk.
+
 The goal (exit status) is checked on the first way given by ``--open`` (``link`` by default); the first page
 after the cold start (Home) may include the model load, so it only has to draw. "first chart" is the first Vega-Lite chart (``stVegaLiteChart``/``stArrowVegaLiteChart``)
 attached to the page; "idle" is when Streamlit reports its script state as ``notRunning`` (after the
@@ -70,6 +75,17 @@ def start_server(port: int, log: Path) -> subprocess.Popen:
             time.sleep(1)
     stop_server(proc)
     raise RuntimeError("the server did not answer its health check within 300 s")
+
+
+def wait_for_first_visit(log: Path, timeout: float) -> str:
+    """The server's line saying its first visit of every page is over (``ui/first_visit.py``), once it is in ``log``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("first visit: ") and " pages in " in line:
+                return line
+        time.sleep(0.5)
+    raise RuntimeError(f"the server did not finish its first visit within {timeout:.0f} s; see {log}")
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -130,6 +146,8 @@ def measure(way: str, files: list[Path], args: argparse.Namespace) -> list[tuple
     t0 = time.perf_counter()
     proc = start_server(args.port, log)
     print(f"[{way}] server up in {time.perf_counter() - t0:.1f} s (log: {log})", flush=True)
+    if args.after_warm_up:
+        print(f"[{way}] {wait_for_first_visit(log, args.timeout)} {time.perf_counter() - t0:.1f} s after the start", flush=True)
     rows = []
     try:
         with sync_playwright() as p:
@@ -167,6 +185,9 @@ def main() -> int:
     parser.add_argument("--open", default="link,menu,tab", help="how pages are opened, comma-separated: link (a new tab of one "
                         "browser each), menu (clicks in one tab's sidebar), tab (a new tab of a fresh browser profile each); "
                         "the goal is checked on the first")
+    parser.add_argument("--after-warm-up", action="store_true", help="open Home only once the server has visited every "
+                        "page itself (its log's 'first visit:' line, about 25 s after the start): a presenter who started "
+                        "the server before the talk; by default pages are opened as soon as the server answers")
     args = parser.parse_args()
     ways = args.open.split(",")
     if not ways or set(ways) - {"link", "menu", "tab"}:

@@ -112,6 +112,20 @@ def test_the_visitor_keeps_what_went_wrong() -> None:
     assert visitor.problems == ["ValueError: boom", "the prompt is empty"]
 
 
+def test_only_the_visitors_script_threads_yield_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(first_visit.os, "setpriority", lambda *args: calls.append(args))
+    session = type("Context", (), {"session_id": "visitor"})()
+    monkeypatch.setattr(first_visit, "get_script_run_ctx", lambda: None)  # not a script run
+    first_visit.yield_to_people()
+    monkeypatch.setattr(first_visit, "get_script_run_ctx", lambda: session)
+    first_visit.yield_to_people()  # a person's session
+    assert calls == []
+    monkeypatch.setattr(first_visit, "_visitor_sessions", {"visitor"})
+    first_visit.yield_to_people()
+    assert calls == [(first_visit.os.PRIO_PROCESS, threading.get_native_id(), first_visit.NICE)]
+
+
 @pytest.fixture
 def streamlit_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
     """The server's Streamlit runtime for ``app.py`` on an event loop of its own, without the web server: what
@@ -151,9 +165,12 @@ def test_the_first_visit_leaves_every_pages_first_result_cached(streamlit_runtim
     monkeypatch.setenv("WORKBENCH_ALLOWED_MODELS", str(model_dir))  # the sidebar's first model
     paths = ["", *(page_slug(f) for f in page_files()[1:])]
     before = set(jobs._results)
+    lowered: list[int] = []  # the script threads the visit ran on, each lowered once per run
+    monkeypatch.setattr(first_visit.os, "setpriority", lambda which, thread, nice: lowered.append(thread))
     try:
         visited = first_visit.visit_every_page(paths)
         assert list(visited) == paths
+        assert len(lowered) >= len(paths) and threading.get_native_id() not in lowered
         assert {path: problems for path, (_, problems) in visited.items() if problems} == {}
         computed = set(jobs._results) - before
         assert len(computed) >= len(paths)  # every page has at least one result of its own

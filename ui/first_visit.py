@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,12 +32,28 @@ from streamlit.proto.Alert_pb2 import Alert
 from streamlit.proto.ClientState_pb2 import ClientState
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.runtime import Runtime, RuntimeState
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 T = TypeVar("T")
 LOG = logging.getLogger(__name__)
 RUNTIME_WAIT_S = 120.0  # the server's start (Tornado, the runtime's event loop)
 PAGE_WAIT_S = 300.0  # one page's first run, as long as the slowest (Probing's extraction on a first start)
 QUIET_S = 0.5  # after a run ends, how long no new run must start (a page may rerun itself once, e.g. a preset)
+NICE = 19  # the visitor's script threads: the lowest CPU priority, below every person's session
+_visitor_sessions: set[str] = set()  # the session ids of visits in progress
+
+
+def yield_to_people() -> None:
+    """In a first visit's session, lower the running script thread's CPU priority to :data:`NICE` (Linux threads each have
+    their own; the worker threads that torch starts from it inherit it), so people's sessions run first while a page is
+    visited; elsewhere nothing. ``app.py`` calls this first in every run, before any model work."""
+    context = get_script_run_ctx()
+    if context is None or context.session_id not in _visitor_sessions:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+    except (OSError, AttributeError):  # not Linux, or not allowed: the visit runs at the normal priority
+        pass
 
 
 class _Visitor:
@@ -123,6 +140,7 @@ def visit_every_page(url_paths: Iterable[str]) -> dict[str, tuple[float, list[st
     visitor = _Visitor()
     session_id = _on_loop(loop, lambda: runtime.connect_session(client=visitor, user_info={}))
     visited: dict[str, tuple[float, list[str]]] = {}
+    _visitor_sessions.add(session_id)
     try:
         session = runtime.get_app_session(session_id)
         if session is None:
@@ -136,4 +154,5 @@ def visit_every_page(url_paths: Iterable[str]) -> dict[str, tuple[float, list[st
             visited[path] = (time.perf_counter() - t0 - QUIET_S, visitor.problems[problems_before:])
     finally:
         _on_loop(loop, lambda: runtime.close_session(session_id))
+        _visitor_sessions.discard(session_id)
     return visited

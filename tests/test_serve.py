@@ -126,6 +126,16 @@ def test_only_the_visitors_script_threads_yield_the_cpu(monkeypatch: pytest.Monk
     assert calls == [(first_visit.os.PRIO_PROCESS, threading.get_native_id(), first_visit.NICE)]
 
 
+def test_a_failed_visit_leaves_one_line_and_the_server_running(monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    def fails(paths: object) -> None:
+        raise TimeoutError("the runtime's event loop did not answer")
+
+    monkeypatch.setattr(first_visit, "visit_every_page", fails)
+    serve.visit_pages()  # no exception escapes the server's start thread
+    assert "first visit: stopped after" in capsys.readouterr().out
+
+
 @pytest.fixture
 def streamlit_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
     """The server's Streamlit runtime for ``app.py`` on an event loop of its own, without the web server: what

@@ -14,8 +14,9 @@ requests to keep in step. A page that waits for a click (a confirmation, a train
 
 What it uses of Streamlit is the runtime's session API (``Runtime.connect_session``, ``AppSession.request_rerun``,
 ``Runtime.close_session``, the ``session_status_changed`` message), the same that its websocket handler drives
-for a browser, called on the runtime's event loop as that API requires. Any failure stops the visit quietly:
-the pages then compute on their first real visit, as they would with ``WORKBENCH_PRELOAD=0``.
+for a browser, called on the runtime's event loop as that API requires. If the visit fails or a page does not
+finish, the pages it did not reach compute on their first real visit, as they all do with ``WORKBENCH_PRELOAD=0``;
+``ui.serve`` logs one line either way.
 """
 
 from __future__ import annotations

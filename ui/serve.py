@@ -83,7 +83,11 @@ def visit_pages() -> None:
 
     files = page_files()
     t0 = time.perf_counter()
-    visited = visit_every_page(["", *(page_slug(f) for f in files[1:])])
+    try:
+        visited = visit_every_page(["", *(page_slug(f) for f in files[1:])])
+    except Exception as error:  # noqa: BLE001 - the server keeps running; each page computes on its first real visit
+        print(f"first visit: stopped after {time.perf_counter() - t0:.1f} s: {error!r}", flush=True)
+        return
     times = ", ".join(f"{path or page_slug(files[0])} {seconds:.1f}" for path, (seconds, _) in visited.items())
     print(f"first visit: {len(visited)} of {len(files)} pages in {time.perf_counter() - t0:.1f} s ({times})", flush=True)
     for path, (_, problems) in visited.items():

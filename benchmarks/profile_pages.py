@@ -24,7 +24,9 @@ Measured (2-core machine, load average 1.5, same harness, median of 3; before = 
 home 0.31 -> 0.22 s, logit_lens 6.87 -> 2.57, attention 0.90 -> 0.66 (engine 0.60 -> 0.32; the rest is
 its charts), dla 1.04 -> 0.44. Quiet machine, 2026-12-07: home 0.21, logit_lens 1.72, attention 0.54, dla 0.32;
 with every chart channel an Altair class instead of a text shorthand (``tests/test_charts.py``): home 0.19,
-logit_lens 1.72, attention 0.44, dla 0.29.
+logit_lens 1.72, attention 0.44, dla 0.29. On 2026-12-08 the same machine ran slower (the code of 2026-12-07
+gave the same numbers as today's): home 0.32, logit_lens 2.43, attention 0.80, dla 0.49; with ``--cached``
+(every result found in the cache) home 0.05, logit_lens 0.21, attention 0.24, dla 0.13.
 
 The Logit Lens page stays above 0.5 s by arithmetic: each lens is a float32 readout of (layers + 1) x positions
 rows against the 49152-token unembedding, 31 x 20 x 576 x 49152 x 2 = 35 GFLOP, 0.157 s of wall time here on

@@ -13,7 +13,7 @@ from ui import probing_views as views
 
 SETS = [*BUNDLED, "upload"]
 PRESETS = {
-    "Part of speech": {"probe_set": views.FIRST_DATASET, "probe_kind": views.FIRST_PROBE},
+    "Part of speech": {"probe_set": "pos", "probe_kind": "linear"},
     "POS with an MLP probe": {"probe_set": "pos", "probe_kind": "mlp"},
     "True or false? (mean)": {"probe_set": "facts", "probe_kind": "linear", "probe_pool": "mean"},
 }
@@ -31,8 +31,8 @@ choice = left.selectbox("Dataset", SETS, key="probe_set", bind="query-params",
                         format_func=lambda s: BUNDLED[s]["title"] if s in BUNDLED else "Your own CSV")
 kind = mid.radio("Probe", ["linear", "mlp"], key="probe_kind", bind="query-params", horizontal=True,
                  help="A linear classifier (ridge, standardised states), or an MLP with one hidden layer of 64 units (more expressive, so it memorises more).")
-folds = right.slider("Folds (split by sentence)", 2, 10, views.FIRST_FOLDS, key="probe_folds", bind="query-params")
-step = st.select_slider("Probe every k-th layer (the last layer is always included)", [1, 2, 3, 5], value=views.first_layer_step(n_layers),
+folds = right.slider("Folds (split by sentence)", 2, 10, 5, key="probe_folds", bind="query-params")
+step = st.select_slider("Probe every k-th layer (the last layer is always included)", [1, 2, 3, 5], value=1 if n_layers <= 12 else 3,
                         key="probe_step", bind="query-params")
 
 

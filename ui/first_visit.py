@@ -61,8 +61,7 @@ class _Visitor:
     """The session's client (Streamlit's ``SessionClient``): it keeps no message, only whether the script runs."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._changed = threading.Condition()
         self.running = False
         self.runs_started = 0
         self.problems: list[str] = []  # exceptions and error boxes the pages showed, as text

@@ -15,12 +15,6 @@ from ui.page import caution, explain, show_chart
 
 SERIES = ["probe", "control task", "selectivity"]
 DETAIL_CHARTS = ("probe_confusion", "probe_per_class")  # drawn in the fragment
-FIRST_DATASET, FIRST_PROBE, FIRST_FOLDS = "pos", "linear", 5  # what the page opens with (its default preset)
-
-
-def first_layer_step(n_layers: int) -> int:
-    """The page's first "probe every k-th layer": every layer of a small model, every third of a deep one."""
-    return 1 if n_layers <= 12 else 3
 
 
 def accuracy_chart(curve: pd.DataFrame, majority: float) -> alt.LayerChart:

@@ -29,6 +29,18 @@ def _own_probe_cache(tmp_path_factory: pytest.TempPathFactory):
     patch.undo()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_kept_results(tmp_path_factory: pytest.TempPathFactory):
+    """Results the tests' first visits keep (``ui.kept_results``) go to a folder of the suite's own, not the user's."""
+    from ui import kept_results
+
+    patch = pytest.MonkeyPatch()
+    folder = tmp_path_factory.mktemp("kept_results")
+    patch.setattr(kept_results, "kept_dir", lambda: folder)
+    yield folder
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One saved tiny model directory per family."""

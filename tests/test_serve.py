@@ -132,7 +132,8 @@ def test_a_failed_visit_leaves_one_line_and_the_server_running(monkeypatch: pyte
         raise TimeoutError("the runtime's event loop did not answer")
 
     monkeypatch.setattr(first_visit, "visit_every_page", fails)
-    serve.visit_pages()  # no exception escapes the server's start thread
+    monkeypatch.setenv("WORKBENCH_KEEP_RESULTS", "0")
+    serve.visit_pages(object())  # no exception escapes the server's start thread
     assert "first visit: stopped after" in capsys.readouterr().out
 
 
@@ -164,10 +165,11 @@ def streamlit_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
 
 def test_the_first_visit_leaves_every_pages_first_result_cached(streamlit_runtime: Runtime, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every page runs headless without a problem, and a second visitor then computes nothing at all: whatever a page
-    shows first is in the server-wide result cache (and the visitor ran exactly the pages' own requests)."""
+    """Every page runs headless without a problem, and a second visitor, after a restart that read the first visit's
+    kept results back (``ui.kept_results``), then computes nothing at all: whatever a page shows first is in the
+    server-wide result cache, kept and read back (and the visitor ran exactly the pages' own requests)."""
     from interp_core.testing.tiny_models import save_tiny_model
-    from ui import jobs
+    from ui import jobs, kept_results
     from ui.navigation import page_files, page_slug
 
     # weights of its own (seed 7), so no other test's results for the shared tiny models are in the cache already
@@ -184,6 +186,13 @@ def test_the_first_visit_leaves_every_pages_first_result_cached(streamlit_runtim
         assert {path: problems for path, (_, problems) in visited.items() if problems} == {}
         computed = set(jobs._results) - before
         assert len(computed) >= len(paths)  # every page has at least one result of its own
+
+        model = state.get_model(str(model_dir))
+        ours = {key for key in computed if key[1] == model.fingerprint}
+        assert kept_results.keep(model, set()) == len(ours)
+        for key in computed:  # a restart: the cache is empty, then the kept results are read back
+            jobs._results.pop(key, None)
+        assert kept_results.restore(model) == ours
 
         def nothing_left_to_compute(key: object, flight: object, compute: object) -> object:
             raise AssertionError(f"a page's first result was not cached: {key}")

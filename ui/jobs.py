@@ -60,6 +60,12 @@ def remember(key: Hashable, value: object) -> None:
             _results.popitem(last=False)
 
 
+def entries() -> list[tuple[Hashable, object]]:
+    """Every cached ``(key, result)``, oldest first (a copy: the cache may change meanwhile)."""
+    with _results_lock:
+        return list(_results.items())
+
+
 def lookup(key: Hashable) -> object | None:
     """A cached result, or None."""
     with _results_lock:

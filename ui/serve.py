@@ -24,6 +24,8 @@ while it loads waits for that same load instead of starting a second. That threa
 as a headless visitor (:mod:`ui.first_visit`), so each page's first result is in the server-wide result cache
 before anyone opens it (about 20 s of CPU for the default model on a 2-core machine, Steering's two generations
 the most; Probing's POS hidden states are extracted into their disk cache on a machine's first start, about 7 s).
+The visit's results are kept on disk for the next start of the same code on the same model (:mod:`ui.kept_results`),
+which reads them back instead of computing them: the visit then takes a few seconds.
 ``WORKBENCH_PRELOAD=0`` turns all of this off.
 """
 
@@ -35,11 +37,15 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before any import that may load torch
 
 from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
 from streamlit.web import cli  # noqa: E402
+
+if TYPE_CHECKING:
+    from interp_core import LoadedModel
 
 # imported lazily by interp_core.techniques.probing (folds, scikit-learn probes); about 1 s on a 2-core machine
 WARM_IMPORTS = ("sklearn.model_selection", "sklearn.linear_model", "sklearn.neural_network", "sklearn.pipeline",
@@ -56,8 +62,8 @@ def warm_imports() -> None:
             return
 
 
-def preload_model() -> bool:
-    """Load the sidebar's first model into the server's model cache; False when it is not loaded (a failure is left
+def preload_model() -> LoadedModel | None:
+    """Load the sidebar's first model into the server's model cache and return it; None when it is not loaded (a failure is left
     for the page to show: the cache keeps no failures). The default model is left alone until converted
     (``./workbench start`` does that first; otherwise the first page shows the conversion's progress)."""
     from interp_core import DEFAULT_MODEL
@@ -67,29 +73,35 @@ def preload_model() -> bool:
 
     spec = (allowed_models() or [DEFAULT_MODEL])[0]
     if spec == DEFAULT_MODEL and not default_model_ready():
-        return False
+        return None
     try:
-        state.get_model(spec)
+        return state.get_model(spec)
     except Exception:  # noqa: BLE001 - the sidebar loads it again and reports what went wrong
-        return False
-    return True
+        return None
 
 
-def visit_pages() -> None:
-    """Every page's first run on the preloaded model, in menu order (:func:`ui.first_visit.visit_every_page`), with one
-    line in the server's log: each page's seconds and any problem it showed."""
+def visit_pages(model: LoadedModel) -> None:
+    """Every page's first run on the preloaded ``model``, in menu order (:func:`ui.first_visit.visit_every_page`), with
+    one line in the server's log: each page's seconds, any problem it showed, and the results read back from an
+    earlier start or kept for the next (:mod:`ui.kept_results`)."""
+    from ui import kept_results
     from ui.first_visit import visit_every_page
     from ui.navigation import page_files, page_slug
 
     files = page_files()
     t0 = time.perf_counter()
     try:
+        restored = kept_results.restore(model)
         visited = visit_every_page(["", *(page_slug(f) for f in files[1:])])
+        seconds = time.perf_counter() - t0
+        kept = kept_results.keep(model, restored)
     except Exception as error:  # noqa: BLE001 - the server keeps running; each page computes on its first real visit
         print(f"first visit: stopped after {time.perf_counter() - t0:.1f} s: {error!r}", flush=True)
         return
-    times = ", ".join(f"{path or page_slug(files[0])} {seconds:.1f}" for path, (seconds, _) in visited.items())
-    print(f"first visit: {len(visited)} of {len(files)} pages in {time.perf_counter() - t0:.1f} s ({times})", flush=True)
+    times = ", ".join(f"{path or page_slug(files[0])} {s:.1f}" for path, (s, _) in visited.items())
+    disk = "".join([f"; {len(restored)} results read back from an earlier start" if restored else "",
+                    f"; {kept} results kept for the next start" if kept else ""])
+    print(f"first visit: {len(visited)} of {len(files)} pages in {seconds:.1f} s ({times}){disk}", flush=True)
     for path, (_, problems) in visited.items():
         for problem in problems:
             print(f"first visit: {path or page_slug(files[0])} showed: {problem[:300]}", flush=True)
@@ -97,8 +109,8 @@ def visit_pages() -> None:
 
 def warm_up() -> None:
     """The server's start in the background: load the model, then visit every page with it."""
-    if preload_model():
-        visit_pages()
+    if (model := preload_model()) is not None:
+        visit_pages(model)
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ from interp_core.techniques.predict import PredictRequest
 from interp_core.techniques.steering import SteerRequest
 from interp_core.techniques.view_step import ViewStep
 from ui.navigation import page_files, page_slug
+from ui.reproduce import OPEN
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [str(p.relative_to(ROOT)) for p in page_files()]
@@ -89,6 +90,12 @@ def reproduces_downloads(at: AppTest, page: str, *, shown: bool = True) -> str:
     snippet = python_snippet(steps)
     if shown:
         (expander,) = [e for e in at.expander if e.label == "Reproduce in Python"]
+        if not at.session_state[OPEN]:
+            assert not expander.code  # drawn only once opened
+            at.session_state[OPEN] = True
+            at.run()
+            assert not at.exception, [e.value for e in at.exception]
+            (expander,) = [e for e in at.expander if e.label == "Reproduce in Python"]
         assert expander.code[0].value.strip() == snippet.strip()
     namespace: dict = {}
     exec(compile(snippet, f"<{page} snippet>", "exec"), namespace)  # noqa: S102 (the generated code under test)

@@ -94,8 +94,11 @@ def show_signature(result: RepeatedResult, d_vocab: int) -> None:
     m2.metric("Mean loss, later copies", f"{result.loss_repeated_half:.2f} nats")
     m3.metric("Drop", f"{result.loss_first_half - result.loss_repeated_half:.2f} nats")
     length, n = result.length, len(result.tokens)
-    with st.expander(f"The token sequence ({n} tokens: BOS + {result.n_repeats} x {length})"):
-        st.code(" | ".join(repr(t) for t in result.token_strings[: 1 + length]) + f"\n… then the same {length} tokens again", language=None)
+    # drawn only while open: the first code box on a page costs its browser tab about 0.25 s (2-core machine)
+    box = st.expander(f"The token sequence ({n} tokens: BOS + {result.n_repeats} x {length})", key="ind_tokens_open",
+                      on_change="rerun")
+    if box.open:
+        box.code(" | ".join(repr(t) for t in result.token_strings[: 1 + length]) + f"\n… then the same {length} tokens again", language=None)
     loss_df = result.tables()["induction_loss_by_position"]
     means = pd.DataFrame({"part": ["first copy", "later copies"], "mean": [result.loss_first_half, result.loss_repeated_half],
                           "start": [1, length + 1], "end": [length, n - 1]})

@@ -38,6 +38,7 @@ from ui.navigation import page_files, page_question, page_slug
 VISITED = "_repro_visited"  # session state: page slug -> {"title", "inputs", "steps", "charts"}
 PENDING = "_repro_pending"  # a page to switch to once an experiment was opened
 NOTICE = "_repro_notice"  # (kind, message) shown once on the opened page
+OPEN = "repro_open"  # widget key: whether the "Reproduce in Python" expander is open
 PLAIN = (str, int, float, bool, type(None))
 _TRIGGERS = {"trigger_value", "json_trigger_value", "string_trigger_value", "file_uploader_state_value"}
 
@@ -118,8 +119,13 @@ def after_page(page: object) -> None:
         (st.warning if notice[0] == "warning" else st.success)(notice[1])
     if not steps:
         return
-    with st.expander("Reproduce in Python", icon="🐍"):
-        _draw_reproduce(slug, steps)
+    # Drawn only while open (a click reruns the page from its cached results): the highlighted snippet and its
+    # buttons were about a tenth of the browser's work to show a page (Induction Heads, 2-core machine), for a
+    # box most visits never open.
+    box = st.expander("Reproduce in Python", icon="🐍", key=OPEN, on_change="rerun")
+    if box.open:
+        with box:
+            _draw_reproduce(slug, steps)
 
 
 def _draw_reproduce(slug: str, steps: list[Step | ViewStep]) -> None:

@@ -18,16 +18,20 @@ ways, each on a fresh server of its own (so none finds another's results in the 
   about 3 s of wall time before any page code runs.
 
 The server (``./workbench start``) loads the model and then visits every page itself in the background
-(``ui/first_visit.py``, about 25 s for the default model here), so a page opened during that time may share the
-CPU with the visit; ``--after-warm-up`` opens Home only once the server's log says the visit is over, as for a
-presenter who started the server before the talk.
+(``ui/first_visit.py``), so a page opened during that time may share the CPU with the visit. The visit computes
+every page's first result (about 25-30 s of CPU for the default model here) on the first start of the code on a
+machine, and keeps them on disk (``ui/kept_results.py``); every later start of the same code reads them back, and
+the visit takes about 10 s, mostly waiting. ``--without-kept-results`` starts each server with
+``WORKBENCH_KEEP_RESULTS=0``, as on the first start after an install or a change to ``interp_core``.
+``--after-warm-up`` opens Home only once the server's log says the visit is over, as for a presenter who started
+the server before the talk. The server's own line about its visit is printed after each way's pages.
 
 The goal (exit status) is checked on the first way given by ``--open`` (``link`` by default); the first page
 after the cold start (Home) may include the model load, so it only has to draw. "first chart" is the first Vega-Lite chart (``stVegaLiteChart``/``stArrowVegaLiteChart``)
 attached to the page; "idle" is when Streamlit reports its script state as ``notRunning`` (after the
 page title appeared, since the state also reads idle before the first run starts). The first page
 after a cold start includes the model load. Caches on disk (the converted model, probing states)
-are used as they are, so say whether they were warm. Exit status 1 when a page misses the goal
+are used as they are, so say whether they were warm (the visit's line says whether results were read back). Exit status 1 when a page misses the goal
 or shows an error.
 """
 
@@ -59,12 +63,13 @@ IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 PROBLEMS = "[data-testid='stException'], [data-testid='stAlertContentError']"
 
 
-def start_server(port: int, log: Path) -> subprocess.Popen:
-    """``ui.serve`` (what ``./workbench start`` runs) on ``port``; waits for its health check."""
+def start_server(port: int, log: Path, *, keep_results: bool = True) -> subprocess.Popen:
+    """``ui.serve`` (what ``./workbench start`` runs) on ``port``; waits for its health check. ``keep_results=False``:
+    the server neither reads nor writes kept results (``WORKBENCH_KEEP_RESULTS=0``)."""
     out = open(log, "w")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **({} if keep_results else {"WORKBENCH_KEEP_RESULTS": "0"})}
     proc = subprocess.Popen([sys.executable, "-m", "ui.serve", "--server.headless", "true", "--server.port", str(port)],
-                            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     for _ in range(300):
         try:
             if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
@@ -144,7 +149,7 @@ def measure(way: str, files: list[Path], args: argparse.Namespace) -> list[tuple
     log = ROOT / "artifacts" / f"first_load_server_{way}.log"
     log.parent.mkdir(exist_ok=True)
     t0 = time.perf_counter()
-    proc = start_server(args.port, log)
+    proc = start_server(args.port, log, keep_results=not args.without_kept_results)
     print(f"[{way}] server up in {time.perf_counter() - t0:.1f} s (log: {log})", flush=True)
     if args.after_warm_up:
         print(f"[{way}] {wait_for_first_visit(log, args.timeout)} {time.perf_counter() - t0:.1f} s after the start", flush=True)
@@ -169,6 +174,8 @@ def measure(way: str, files: list[Path], args: argparse.Namespace) -> list[tuple
                 rows.append((name, chart_s, idle_s, problem))
                 print(f"  [{way}] {name}: chart {chart_s if chart_s is None else round(chart_s, 1)} s", flush=True)
             browser.close()
+        visit = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("first visit: ")]
+        print(f"[{way}] server: {visit[0] if visit else 'no first visit line yet'}", flush=True)
     finally:
         stop_server(proc)
     return rows
@@ -188,6 +195,9 @@ def main() -> int:
     parser.add_argument("--after-warm-up", action="store_true", help="open Home only once the server has visited every "
                         "page itself (its log's 'first visit:' line, about 25 s after the start): a presenter who started "
                         "the server before the talk; by default pages are opened as soon as the server answers")
+    parser.add_argument("--without-kept-results", action="store_true", help="start each server with "
+                        "WORKBENCH_KEEP_RESULTS=0: the first start after an install or a change to interp_core, when the "
+                        "server's visit computes every page's first result")
     args = parser.parse_args()
     ways = args.open.split(",")
     if not ways or set(ways) - {"link", "menu", "tab"}:

@@ -8,6 +8,8 @@
 - ``WORKBENCH_PRELOAD``: ``0`` stops ``python -m ui.serve`` from loading the sidebar's first model as the
   server starts and then opening every page once with it as a headless visitor, which leaves each page's first
   result in the server-wide cache (it does both by default, so the first visitor of a page waits for neither).
+- ``WORKBENCH_KEEP_RESULTS``: ``0`` stops that visit from reading the results an earlier start of the same code
+  kept on disk, and from keeping its own (``ui.kept_results``).
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def computed(model: LoadedModel) -> Iterator[dict[object, object]]:
 
 def forget(model: LoadedModel) -> None:
     for key, _ in jobs.entries():
-        if key[1] == model.fingerprint:
+        if isinstance(key, tuple) and len(key) == 3 and key[1] == model.fingerprint:  # other caches use other keys
             jobs._results.pop(key, None)
 
 

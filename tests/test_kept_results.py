@@ -50,18 +50,20 @@ def forget(model: LoadedModel) -> None:
 
 
 def test_a_restart_reads_back_exactly_what_the_visit_computed(model: LoadedModel, computed: dict) -> None:
-    assert kept_results.keep(model, set()) == len(REQUESTS)
-    assert kept_results.keep(model, set(computed)) == 0  # nothing new: the file is not written again
+    someone_elses = cache_key(model, PatternsRequest("a participant's own prompt"))
+    jobs.remember(someone_elses, run(model, someone_elses[2]))  # computed meanwhile, but not for the visit's pages
+    assert kept_results.keep(model, set(computed), set()) == len(REQUESTS)
+    assert kept_results.keep(model, set(computed), set(computed)) == 0  # nothing new: the file is not written again
     forget(model)
     assert jobs.lookup(next(iter(computed))) is None
-    assert kept_results.restore(model) == set(computed)
+    assert kept_results.restore(model) == set(computed)  # not someone_elses
     for key, value in computed.items():
         assert codec.encode(jobs.lookup(key)) == codec.encode(value)  # arrays bit for bit
 
 
 def test_results_kept_under_other_code_or_other_weights_are_not_read(model: LoadedModel, computed: dict,
                                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    kept_results.keep(model, set())
+    kept_results.keep(model, set(computed), set())
     forget(model)
     monkeypatch.setattr(kept_results, "code_version", lambda: "an edited technique")
     assert kept_results.restore(model) == set()
@@ -86,7 +88,7 @@ def test_the_code_version_covers_the_engines_files(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_damaged_or_tampered_file_is_skipped(model: LoadedModel, computed: dict) -> None:
-    kept_results.keep(model, set())
+    kept_results.keep(model, set(computed), set())
     path = kept_results.kept_path(model)
     payload = json.loads(path.read_text())
     forget(model)
@@ -101,7 +103,7 @@ def test_a_damaged_or_tampered_file_is_skipped(model: LoadedModel, computed: dic
 def test_nothing_is_kept_when_turned_off_or_off_the_cpu(model: LoadedModel, computed: dict,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORKBENCH_KEEP_RESULTS", "0")
-    assert kept_results.kept_path(model) is None and kept_results.keep(model, set()) == 0
+    assert kept_results.kept_path(model) is None and kept_results.keep(model, set(computed), set()) == 0
     monkeypatch.delenv("WORKBENCH_KEEP_RESULTS")
     monkeypatch.setattr(LoadedModel, "device", property(lambda self: torch.device("meta")))
     assert kept_results.kept_path(model) is None
@@ -111,7 +113,7 @@ def test_large_results_are_left_out(model: LoadedModel, computed: dict, monkeypa
     sizes = {key: kept_results.array_bytes(value) for key, value in computed.items()}
     assert all(size > 0 for size in sizes.values())
     monkeypatch.setattr(kept_results, "MAX_RESULT_BYTES", sorted(sizes.values())[1])
-    assert kept_results.keep(model, set()) == 2  # the largest one is left out
+    assert kept_results.keep(model, set(computed), set()) == 2  # the largest one is left out
     forget(model)
     assert kept_results.restore(model) == {key for key, size in sizes.items() if size <= sorted(sizes.values())[1]}
 

@@ -126,6 +126,16 @@ def test_only_the_visitors_script_threads_yield_the_cpu(monkeypatch: pytest.Monk
     assert calls == [(first_visit.os.PRIO_PROCESS, threading.get_native_id(), first_visit.NICE)]
 
 
+def test_only_results_given_to_the_visitors_pages_are_noted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(first_visit, "results_used", set())
+    session = type("Context", (), {"session_id": "visitor"})()
+    monkeypatch.setattr(first_visit, "get_script_run_ctx", lambda: session)
+    first_visit.note_result("a person's result")
+    monkeypatch.setattr(first_visit, "_visitor_sessions", {"visitor"})
+    first_visit.note_result("the visit's result")
+    assert first_visit.results_used == {"the visit's result"}
+
+
 def test_a_failed_visit_leaves_one_line_and_the_server_running(monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     def fails(paths: object) -> None:
@@ -189,7 +199,8 @@ def test_the_first_visit_leaves_every_pages_first_result_cached(streamlit_runtim
 
         model = state.get_model(str(model_dir))
         ours = {key for key in computed if key[1] == model.fingerprint}
-        assert kept_results.keep(model, set()) == len(ours)
+        assert ours <= first_visit.results_used  # every result the pages were given was noted for keeping
+        assert kept_results.keep(model, first_visit.results_used, set()) == len(ours)
         for key in computed:  # a restart: the cache is empty, then the kept results are read back
             jobs._results.pop(key, None)
         assert kept_results.restore(model) == ours

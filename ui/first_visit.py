@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import TypeVar
 
 from streamlit.proto.Alert_pb2 import Alert
@@ -42,6 +42,7 @@ PAGE_WAIT_S = 300.0  # one page's first run, as long as the slowest (Probing's e
 QUIET_S = 0.5  # after a run ends, how long no new run must start (a page may rerun itself once, e.g. a preset)
 NICE = 19  # the visitor's script threads: the lowest CPU priority, below every person's session
 _visitor_sessions: set[str] = set()  # the session ids of visits in progress
+results_used: set[Hashable] = set()  # the result-cache keys of every result a visit's pages were given
 
 
 def yield_to_people() -> None:
@@ -55,6 +56,15 @@ def yield_to_people() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
     except (OSError, AttributeError):  # not Linux, or not allowed: the visit runs at the normal priority
         pass
+
+
+def note_result(key: Hashable) -> None:
+    """In a first visit's session, add the cache key of a result a page was given to :data:`results_used` (what the
+    server keeps for its next start: the pages' own results, never those of people who opened pages meanwhile);
+    elsewhere nothing. ``ui.runner`` calls this for every result it hands to a page."""
+    context = get_script_run_ctx()
+    if context is not None and context.session_id in _visitor_sessions:
+        results_used.add(key)
 
 
 class _Visitor:

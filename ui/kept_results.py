@@ -4,8 +4,9 @@ The server's start visits every page once (:mod:`ui.first_visit`), about 25 s of
 on a 2-core machine, during which a page opened right after the start shares the CPU with it (issue #19). Those
 results depend only on the weights, the request and the engine's code, so a restart of the same code on the same
 model can read them back in a fraction of a second: :func:`restore` puts them into the server-wide result cache
-(:mod:`ui.jobs`) before the visit, which then finds every page's first result there, and :func:`keep` writes what
-the visit left in the cache after it.
+(:mod:`ui.jobs`) before the visit, which then finds every page's first result there, and :func:`keep` writes the
+results the visit's pages were given after it (never those of people who opened pages meanwhile: their prompts stay
+in memory only).
 
 A file is found only under a key of everything its numbers depend on, so a stale result is never served:
 
@@ -119,15 +120,16 @@ def restore(model: LoadedModel) -> set[Hashable]:
     return restored
 
 
-def keep(model: LoadedModel, restored: set[Hashable]) -> int:
-    """Write ``model``'s results now in the cache (each with its request's :func:`identity`; those that hold at most
+def keep(model: LoadedModel, used: set[Hashable], restored: set[Hashable]) -> int:
+    """Write the results of ``model`` under the cache keys ``used`` (those a visit's pages were given:
+    ``ui.first_visit.results_used``; each with its request's :func:`identity`; those that hold at most
     :data:`MAX_RESULT_BYTES` of arrays) for the next start, unless they are all among ``restored`` (what
     :func:`restore` read); how many were written (0: nothing new, or not kept)."""
     path = kept_path(model)
     if path is None:
         return 0
-    entries = [(key, value) for key, value in jobs.entries()
-               if isinstance(key, tuple) and len(key) == 3 and key[0] == "technique" and key[1] == model.fingerprint]
+    entries = [(key, value) for key, value in jobs.entries() if key in used
+               and isinstance(key, tuple) and len(key) == 3 and key[0] == "technique" and key[1] == model.fingerprint]
     entries = [(key, value) for key, value in entries if array_bytes([identity(key[2]), value]) <= MAX_RESULT_BYTES]
     if {key for key, _ in entries} <= restored:
         return 0

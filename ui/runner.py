@@ -26,7 +26,7 @@ from interp_core.core.load_options import LoadOptions
 from interp_core.techniques.contract import Request, Result, Step
 from interp_core.techniques.contract import run as run_technique
 from interp_core.techniques.view_step import ViewStep, derive
-from ui import jobs
+from ui import first_visit, jobs
 
 R = TypeVar("R", bound=Result)
 STEPS = "_repro_steps"  # session state: the steps of the page being drawn, in order
@@ -63,6 +63,7 @@ def record(model: LoadedModel | None, request: Request, result: Result) -> None:
     steps[:] = [s for s in steps if not (isinstance(s, Step) and s.model == spec and s.options == options
                                          and _same_request(s.request, request))]
     steps.append(Step(spec, None if model is None else model.fingerprint, request, result, options))
+    first_visit.note_result(cache_key(model, request))
 
 
 def view(names: str | tuple[str, ...], result: Result, method: str, **arguments: object) -> pd.DataFrame:

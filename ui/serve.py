@@ -84,17 +84,16 @@ def visit_pages(model: LoadedModel) -> None:
     """Every page's first run on the preloaded ``model``, in menu order (:func:`ui.first_visit.visit_every_page`), with
     one line in the server's log: each page's seconds, any problem it showed, and the results read back from an
     earlier start or kept for the next (:mod:`ui.kept_results`)."""
-    from ui import kept_results
-    from ui.first_visit import visit_every_page
+    from ui import first_visit, kept_results
     from ui.navigation import page_files, page_slug
 
     files = page_files()
     t0 = time.perf_counter()
     try:
         restored = kept_results.restore(model)
-        visited = visit_every_page(["", *(page_slug(f) for f in files[1:])])
+        visited = first_visit.visit_every_page(["", *(page_slug(f) for f in files[1:])])
         seconds = time.perf_counter() - t0
-        kept = kept_results.keep(model, restored)
+        kept = kept_results.keep(model, first_visit.results_used, restored)
     except Exception as error:  # noqa: BLE001 - the server keeps running; each page computes on its first real visit
         print(f"first visit: stopped after {time.perf_counter() - t0:.1f} s: {error!r}", flush=True)
         return

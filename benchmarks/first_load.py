@@ -38,12 +38,8 @@ or shows an error.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,33 +49,11 @@ sys.path.insert(0, str(ROOT))
 from ui.navigation import page_files, page_slug, page_title  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from load import menu_link, title_selector  # noqa: E402
+from load import ARGS, CHROMIUM, menu_link, start_server, stop_server, title_selector  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 CHART = "[data-testid='stVegaLiteChart'], [data-testid='stArrowVegaLiteChart']"
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 PROBLEMS = "[data-testid='stException'], [data-testid='stAlertContentError']"
-
-
-def start_server(port: int, log: Path, *, keep_results: bool = True) -> subprocess.Popen:
-    """``ui.serve`` (what ``./workbench start`` runs) on ``port``; waits for its health check. ``keep_results=False``:
-    the server neither reads nor writes kept results (``WORKBENCH_KEEP_RESULTS=0``)."""
-    out = open(log, "w")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **({} if keep_results else {"WORKBENCH_KEEP_RESULTS": "0"})}
-    proc = subprocess.Popen([sys.executable, "-m", "ui.serve", "--server.headless", "true", "--server.port", str(port)],
-                            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    for _ in range(300):
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited; see {log}") from None
-            time.sleep(1)
-    stop_server(proc)
-    raise RuntimeError("the server did not answer its health check within 300 s")
 
 
 def wait_for_first_visit(log: Path, timeout: float) -> str:
@@ -91,11 +65,6 @@ def wait_for_first_visit(log: Path, timeout: float) -> str:
                 return line
         time.sleep(0.5)
     raise RuntimeError(f"the server did not finish its first visit within {timeout:.0f} s; see {log}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=30)
 
 
 def watch(page, open_it: Callable[[], object], title: str, chart: str, timeout_ms: int,

@@ -70,23 +70,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int) -> subprocess.Popen:
-    """A server that computes every result itself: it neither reads nor keeps the first visit's results on disk
-    (``WORKBENCH_KEEP_RESULTS=0``), so a solo run never takes a result from an earlier server, and the timings stay
-    comparable with those measured before results were kept (a restarted server reads its first results back)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ui.serve", "--server.headless", "true", "--server.port", str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "WORKBENCH_KEEP_RESULTS": "0"},
-    )
-    for _ in range(300):
+def start_server(port: int, log: Path | None = None, *, keep_results: bool = False) -> subprocess.Popen:
+    """``ui.serve`` (what ``./workbench start`` runs) on ``port``, its output to ``log`` (None: discarded); waits for its
+    health check.
+
+    ``keep_results=False`` (this script's and ``workshop.py``'s servers): the server computes every result itself, neither
+    reading nor keeping the first visit's results on disk (``WORKBENCH_KEEP_RESULTS=0``), so a solo run never takes a
+    result from an earlier server, and the timings stay comparable with those measured before results were kept (a
+    restarted server reads its first results back). ``first_load.py`` keeps them, as ``./workbench start`` does.
+    """
+    out = open(log, "w") if log is not None else subprocess.DEVNULL
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **({} if keep_results else {"WORKBENCH_KEEP_RESULTS": "0"})}
+    proc = subprocess.Popen([sys.executable, "-m", "ui.serve", "--server.headless", "true", "--server.port", str(port)],
+                            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
         try:
             if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
                 return proc
         except OSError:
-            time.sleep(1)
-    proc.kill()
-    raise RuntimeError("server did not start")
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited{f'; see {log}' if log else ''}") from None
+            time.sleep(0.5)
+    stop_server(proc)
+    raise RuntimeError("the server did not answer its health check within 300 s")
 
 
 def stop_server(proc: subprocess.Popen) -> None:

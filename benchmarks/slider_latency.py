@@ -16,41 +16,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from load import ARGS, CHROMIUM, start_server, stop_server  # noqa: E402
+
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 # Streamlit 1.67 draws the thumb as a visually hidden <input type="range"> (an implicit role=slider)
 SLIDER = "[data-testid='stSlider'] [role='slider'], [data-testid='stSlider'] input[type='range']"
-
-
-def start_server(port: int) -> subprocess.Popen:
-    log = open(ROOT / "artifacts" / "slider_latency_server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ui.serve", "--server.headless", "true", "--server.port", str(port)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, start_new_session=True,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
-                return proc
-        except OSError:
-            time.sleep(0.5)
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited early; see {log.name}")
-    raise SystemExit("the server did not answer /_stcore/health within 300 s")
 
 
 def settled(page, selector: str, timeout_ms: int) -> None:
@@ -73,7 +52,7 @@ def measure(url: str, moves: int, server_pid: int) -> tuple[list[float], list[fl
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 2000})
         page.goto(f"{url}/attention", timeout=60_000)
         page.wait_for_selector("[data-testid='stMain'] h1", timeout=300_000)
@@ -109,12 +88,11 @@ def main() -> None:
     args = parser.parse_args()
     (ROOT / "artifacts").mkdir(exist_ok=True)
     load_before = os.getloadavg()
-    proc = start_server(args.port)
+    proc = start_server(args.port, ROOT / "artifacts" / "slider_latency_server.log", keep_results=True)
     try:
         times, cpu = measure(f"http://127.0.0.1:{args.port}", args.moves, proc.pid)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_server(proc)
     ordered = sorted(times)
     p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
     print("moves:", " ".join(f"{t:.3f}" for t in times))

@@ -60,7 +60,10 @@ def sidebar() -> None:
         model_picker()
         advanced_loading()
         state.apply_pending_prompt()
-        st.text_area("Prompt", value=state.DEFAULT_PROMPT, key="prompt", bind="query-params", height=90)
+        # The default only while the session has no prompt yet: a preset or the Flow page sets it through session
+        # state, and a default passed beside it makes Streamlit log a warning (the box's identity is its key alone).
+        st.text_area("Prompt", value=None if "prompt" in st.session_state else state.DEFAULT_PROMPT, key="prompt",
+                     bind="query-params", height=90)
         model = state.load_current_model()
         if model is not None:
             info = model.info

@@ -24,7 +24,7 @@ from interp_core.techniques.attention import (
 )
 from ui import runner, state
 from ui.charts import chart_spec, colour_if, heatmap
-from ui.page import explain, show_chart
+from ui.page import explain, relabel, show_chart
 
 
 def token_labels(patterns: AttentionPatterns) -> list[str]:
@@ -180,6 +180,8 @@ def show_from_token(patterns: AttentionPatterns) -> None:
         st.session_state["attn_query"], st.session_state["attn_keys"] = default_token_pick(patterns, pick)
     elif "attn_keys" in st.session_state:
         st.session_state["attn_keys"] = [k for k in st.session_state["attn_keys"] if k in positions]
+    relabel("attn_query", labels)
+    relabel("attn_keys", labels)
     a, b = st.columns(2)
     query = a.selectbox("Query token (attending)", positions, format_func=lambda i: labels[i], key="attn_query", bind="query-params")
     keys = b.multiselect("Key tokens (attended to)", positions, format_func=lambda i: labels[i], key="attn_keys", bind="query-params")

@@ -116,8 +116,11 @@ def explorer(model: LoadedModel, full: FlowResult, prompt: str) -> None:
                          key="flow_threshold", format="%.3f", bind="query-params")
     if st.session_state.get("flow_position", -1) not in range(-1, n):
         st.session_state["flow_position"] = -1
-    position = b.selectbox("Output position (the route leads to its prediction)", [-1, *range(n)], key="flow_position",
-                           format_func=lambda p: f"last token ({full.tokens[-1]!r})" if p == -1 else _label(full.tokens, p))
+    positions = [-1, *range(n)]
+    label = lambda p: f"last token ({full.tokens[-1]!r})" if p == -1 else _label(full.tokens, p)  # noqa: E731
+    page.relabel("flow_position", [label(p) for p in positions])
+    position = b.selectbox("Output position (the route leads to its prediction)", positions, key="flow_position",
+                           format_func=label)
     result = full.with_route(threshold, position)
     attn_edges = _attention_edges(result)
     kind = st.radio("Inspect", ["an attention edge", "a node"], key="flow_inspect", horizontal=True)

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -117,6 +119,20 @@ def url_names_options(key: str, options: list[str]) -> None:
     wanted = st.query_params.get(key)
     if wanted in options and st.session_state.get(key) != wanted:
         st.session_state[key] = wanted
+
+
+def relabel(key: str, labels: Sequence[str]) -> None:
+    """Before a keyed select widget whose option labels come from the prompt (token positions): when the labels
+    changed since the last run, set its value again, so that the browser shows the new labels.
+
+    Streamlit 1.67 keeps a select widget's chosen label in the browser and sends a new one only when the value
+    changes: after a new prompt, the Information Flow page's Output position read "last token (' to')" (the old
+    prompt's) over a list ending in "last token (' is')". Call this before creating the widget.
+    """
+    memo, labels = f"_labels_{key}", tuple(labels)
+    if st.session_state.get(memo, labels) != labels and key in st.session_state:
+        st.session_state[key] = st.session_state[key]
+    st.session_state[memo] = labels
 
 
 def warn_unknown_words(model: LoadedModel, text: str, what: str = "the prompt") -> None:

@@ -143,8 +143,10 @@ def test_a_failed_visit_leaves_one_line_and_the_server_running(monkeypatch: pyte
 
     monkeypatch.setattr(first_visit, "visit_every_page", fails)
     monkeypatch.setenv("WORKBENCH_KEEP_RESULTS", "0")
+    monkeypatch.setattr(first_visit, "results_used", {"a key noted before the failure"})
     serve.visit_pages(object())  # no exception escapes the server's start thread
     assert "first visit: stopped after" in capsys.readouterr().out
+    assert first_visit.results_used == set()  # the noted keys (and the requests they hold) are let go
 
 
 @pytest.fixture

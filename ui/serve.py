@@ -97,6 +97,8 @@ def visit_pages(model: LoadedModel) -> None:
     except Exception as error:  # noqa: BLE001 - the server keeps running; each page computes on its first real visit
         print(f"first visit: stopped after {time.perf_counter() - t0:.1f} s: {error!r}", flush=True)
         return
+    finally:
+        first_visit.results_used.clear()  # its keys hold requests (a probe request its states): not kept alive here
     times = ", ".join(f"{path or page_slug(files[0])} {s:.1f}" for path, (s, _) in visited.items())
     disk = "".join([f"; {len(restored)} results read back from an earlier start" if restored else "",
                     f"; {kept} results kept for the next start" if kept else ""])

@@ -149,6 +149,14 @@ def test_a_failed_visit_leaves_one_line_and_the_server_running(monkeypatch: pyte
     assert first_visit.results_used == set()  # the noted keys (and the requests they hold) are let go
 
 
+def test_a_runtime_that_never_starts_leaves_a_zero_visit_line(monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(first_visit, "_runtime", lambda timeout: None)
+    monkeypatch.setenv("WORKBENCH_KEEP_RESULTS", "0")
+    serve.visit_pages(object())  # no exception escapes the server's start thread
+    assert "first visit: 0 of " in capsys.readouterr().out
+
+
 @pytest.fixture
 def streamlit_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
     """The server's Streamlit runtime for ``app.py`` on an event loop of its own, without the web server: what

@@ -145,7 +145,7 @@ def visit_every_page(url_paths: Iterable[str]) -> dict[str, tuple[float, list[st
     runtime = _runtime(RUNTIME_WAIT_S)
     if runtime is None:
         LOG.warning("first visit: the Streamlit runtime did not start; pages compute on their first real visit")
-        return []
+        return {}
     loop = runtime._get_async_objs().eventloop  # the loop the runtime's session API must be called on
     visitor = _Visitor()
     session_id = _on_loop(loop, lambda: runtime.connect_session(client=visitor, user_info={}))

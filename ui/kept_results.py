@@ -46,6 +46,7 @@ import torch
 import interp_core
 from interp_core import LoadedModel, WorkbenchError
 from interp_core.cli import codec
+from interp_core.core.disk_cache import mark_used, write_newest
 from interp_core.core.loading import workbench_home
 from interp_core.techniques.contract import Request
 from ui import jobs
@@ -113,10 +114,7 @@ def restore(model: LoadedModel) -> set[Hashable]:
             key = cache_key(model, pair[0])
             jobs.remember(key, pair[1])
             restored.add(key)
-    try:
-        os.utime(path)  # most recently used: kept by the pruning
-    except OSError:
-        pass
+    mark_used(path)
     return restored
 
 
@@ -128,28 +126,21 @@ def keep(model: LoadedModel, used: set[Hashable], restored: set[Hashable]) -> in
     path = kept_path(model)
     if path is None:
         return 0
-    entries = [(key, value) for key, value in jobs.entries() if key in used
-               and isinstance(key, tuple) and len(key) == 3 and key[0] == "technique" and key[1] == model.fingerprint]
-    entries = [(key, value) for key, value in entries if array_bytes([identity(key[2]), value]) <= MAX_RESULT_BYTES]
-    if {key for key, _ in entries} <= restored:
+    pairs = {key: [identity(key[2]), value] for key, value in jobs.entries() if key in used
+             and isinstance(key, tuple) and len(key) == 3 and key[0] == "technique" and key[1] == model.fingerprint}
+    pairs = {key: pair for key, pair in pairs.items() if array_bytes(pair) <= MAX_RESULT_BYTES}
+    if set(pairs) <= restored:
         return 0
     results = []
-    for key, value in entries:
+    for pair in pairs.values():
         try:
-            results.append(codec.encode([identity(key[2]), value]))
+            results.append(codec.encode(pair))
         except WorkbenchError:  # a result holding something the codec does not write: computed again next time
             continue
     payload = {"format": FORMAT, "model": model.info.name, "fingerprint": model.fingerprint, "code": code_version(),
                "results": results}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
-        staging.write_text(json.dumps(payload))
-        staging.replace(path)  # atomic: a reader never sees half a file
-        files = sorted(path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in files[KEEP:]:
-            old.unlink(missing_ok=True)
-    except OSError:
+    text = json.dumps(payload)
+    if not write_newest(path, lambda staging: staging.write_text(text), KEEP):
         return 0
     return len(results)
 

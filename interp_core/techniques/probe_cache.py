@@ -14,11 +14,11 @@ float16, labels, groups, types, tokens, classes, layer names).
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 
+from interp_core.core.disk_cache import mark_used, write_newest
 from interp_core.core.loading import workbench_home
 from interp_core.techniques.probe_data import BUNDLED, DATA_DIR
 
@@ -45,7 +45,7 @@ def read(path: Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-        os.utime(path)  # most recently used: kept by the pruning
+        mark_used(path)
         return arrays
     except (OSError, ValueError, KeyError):
         return None
@@ -54,13 +54,4 @@ def read(path: Path) -> dict[str, np.ndarray] | None:
 def write(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write atomically (a reader never sees half a file), then prune to the newest :data:`KEEP` files.
     A cache that cannot be written (read-only home, full disk) is skipped silently: it only saves time."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(staging, **arrays)
-        staging.replace(path)
-        files = sorted(path.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in files[KEEP:]:
-            old.unlink(missing_ok=True)
-    except OSError:
-        return
+    write_newest(path, lambda staging: np.savez(staging, **arrays), KEEP)

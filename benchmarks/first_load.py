@@ -56,13 +56,18 @@ IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 PROBLEMS = "[data-testid='stException'], [data-testid='stAlertContentError']"
 
 
+def first_visit_line(log: Path) -> str | None:
+    """The server's line saying how its first visit of every page ended (``ui/serve.py``), if it is in ``log`` yet."""
+    return next((line for line in log.read_text(errors="replace").splitlines()
+                 if line.startswith("first visit: ") and (" pages in " in line or "stopped after" in line)), None)
+
+
 def wait_for_first_visit(log: Path, timeout: float) -> str:
-    """The server's line saying its first visit of every page is over (``ui/first_visit.py``), once it is in ``log``."""
+    """:func:`first_visit_line` once the visit is over."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if line.startswith("first visit: ") and " pages in " in line:
-                return line
+        if (line := first_visit_line(log)) is not None and " pages in " in line:
+            return line
         time.sleep(0.5)
     raise RuntimeError(f"the server did not finish its first visit within {timeout:.0f} s; see {log}")
 
@@ -143,8 +148,7 @@ def measure(way: str, files: list[Path], args: argparse.Namespace) -> list[tuple
                 rows.append((name, chart_s, idle_s, problem))
                 print(f"  [{way}] {name}: chart {chart_s if chart_s is None else round(chart_s, 1)} s", flush=True)
             browser.close()
-        visit = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("first visit: ")]
-        print(f"[{way}] server: {visit[0] if visit else 'no first visit line yet'}", flush=True)
+        print(f"[{way}] server: {first_visit_line(log) or 'no first visit line yet'}", flush=True)
     finally:
         stop_server(proc)
     return rows
